@@ -1,0 +1,44 @@
+"""SimCLR (Chen, Kornblith, Norouzi, Hinton 2020, arXiv 2002.05709).
+
+Two views of each image -> encoder f -> projection head g -> NT-Xent over the 2N
+views with temperature t (Eq. 1). The frozen representation is f's output (before g).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sslbench.components.heads import mlp_head
+from sslbench.components.losses import nt_xent
+from sslbench.method import Batch, Method, StepOutput
+from sslbench.plugins import register_method
+
+
+@register_method("simclr")
+class SimCLR(Method):
+    modality = "image"
+    version = 1
+
+    @dataclass
+    class Config(Method.Config):
+        temperature: float = 0.5  # the paper's CIFAR value; 0.1 for ImageNet at large batch
+        proj_hidden_dim: int = 2048
+        proj_dim: int = 128
+        proj_layers: int = 2
+
+    def setup(self) -> None:
+        c = self.cfg
+        self.projector = mlp_head(self.feature_dim, c.proj_hidden_dim, c.proj_dim, c.proj_layers)
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        x1, x2 = batch.views
+        n = x1.shape[0]
+        h = self.encoder(torch.cat([x1, x2]))  # 2N x feature_dim: one pass keeps BN statistics over both views
+        z = self.projector(h)  # 2N x proj_dim
+        loss = nt_xent(z[:n], z[n:], temperature=self.cfg.temperature)
+        return StepOutput(loss=loss)
+
+    def num_negatives(self, batch_size: int) -> int:
+        return 2 * batch_size - 2  # in-batch: every other view of the 2N

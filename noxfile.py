@@ -1,0 +1,33 @@
+"""nox sessions: thin wrappers over one install helper (after nox's and urllib3's own noxfiles)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+TORCH = ("torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0")
+SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")
+
+
+def _install(session: nox.Session, extras: str = "test") -> None:
+    session.install(*TORCH)
+    session.install("-e", f".[{extras}]")
+    session.env.setdefault("SSLBENCH_DATA", os.environ.get("SSLBENCH_DATA", SHARED_DATA))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite on real data (MNIST, CIFAR-10, digits) from $SSLBENCH_DATA."""
+    _install(session)
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the package, the built-in methods, the tests and the benchmarks."""
+    session.install("ruff")
+    session.run("ruff", "check", "sslbench", "methods", "tests", "noxfile.py")

@@ -1,0 +1,1 @@
+"""Small composable pieces shared by methods: losses, heads, encoders, memories."""

@@ -1,0 +1,87 @@
+"""Encoder factory: timm for images (plus a CIFAR stem and a small CPU-sized CNN).
+
+``build_encoder(cfg, data) -> (module, feature_dim)``; the module maps a batch
+B x C x H x W to B x feature_dim pooled features (no classifier). Audio (CPC),
+text (transformers) and graph (GCN) encoders join this factory by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import timm
+import torch
+from torch import nn
+
+from ..config import EncoderConfig
+from ..data.base import DataInfo
+from ..errors import UnknownNameError
+from ..registry import unknown_message
+
+
+class SmallCNN(nn.Module):
+    """A CPU-sized CNN for tiny images: (conv3x3 -> BN -> ReLU) per width, stride 2 after the first, global average pool.
+
+    B x C x H x W -> B x widths[-1].
+    """
+
+    def __init__(self, in_chans: int, widths: tuple[int, ...] = (32, 64, 128, 256)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_chans
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                       nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+
+def _timm(name: str) -> Callable[[DataInfo, dict], nn.Module]:
+    def make(data: DataInfo, options: dict) -> nn.Module:
+        return timm.create_model(name, pretrained=False, num_classes=0, in_chans=data.channels, **options)
+
+    return make
+
+
+def _timm_cifar_stem(name: str) -> Callable[[DataInfo, dict], nn.Module]:
+    """A timm ResNet with the CIFAR stem of SimCLR App. B.9: conv 3x3 stride 1, no max-pool."""
+
+    def make(data: DataInfo, options: dict) -> nn.Module:
+        model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=data.channels, **options)
+        out = model.conv1.out_channels
+        model.conv1 = nn.Conv2d(data.channels, out, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        return model
+
+    return make
+
+
+def _small_cnn(data: DataInfo, options: dict) -> nn.Module:
+    widths = tuple(options.get("widths", (32, 64, 128, 256)))
+    return SmallCNN(data.channels, widths)
+
+
+ENCODERS: dict[str, Callable[[DataInfo, dict], nn.Module]] = {
+    "cnn-small": _small_cnn,
+    "resnet18": _timm("resnet18"),
+    "resnet50": _timm("resnet50"),
+    "resnet18-cifar": _timm_cifar_stem("resnet18"),
+    "resnet50-cifar": _timm_cifar_stem("resnet50"),
+}
+
+
+def build_encoder(cfg: EncoderConfig, data: DataInfo) -> tuple[nn.Module, int]:
+    """Build the encoder named in ``cfg`` for ``data``; any other timm model name works too."""
+    if cfg.name in ENCODERS:
+        model = ENCODERS[cfg.name](data, dict(cfg.options))
+    elif timm.is_model(cfg.name):
+        model = _timm(cfg.name)(data, dict(cfg.options))
+    else:
+        raise UnknownNameError(unknown_message("encoder", cfg.name, list(ENCODERS)) +
+                               " (or any timm model name, see timm.list_models())")
+    return model, int(model.num_features)

@@ -1,0 +1,35 @@
+"""A rich progress bar for training: step, loss, samples/s, ETA (quiet when disabled)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class TrainProgress:
+    def __init__(self, total: int, batch_size: int, enabled: bool = True, start: int = 0, label: str = "pretrain"):
+        self.total, self.batch_size, self.enabled, self.start, self.label = total, batch_size, enabled, start, label
+        self._t0 = time.perf_counter()
+        self._p: Progress | None = None
+
+    def __enter__(self) -> TrainProgress:
+        if self.enabled:
+            self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} samples/s"),
+                               TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self._p.__enter__()
+            self._task = self._p.add_task(self.label, total=self.total, completed=self.start, loss="-", rate="-")
+        return self
+
+    def update(self, step: int, loss: float) -> None:
+        if self._p is None:
+            return
+        dt = time.perf_counter() - self._t0
+        rate = (step - self.start) * self.batch_size / max(dt, 1e-9)
+        self._p.update(self._task, completed=step, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

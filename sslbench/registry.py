@@ -1,0 +1,154 @@
+"""One generic registry for methods, suites and protocols (after timm's ``_registry``).
+
+Entries are registered by name with a lazy ``"module:attr"`` target (or the object
+itself) and an *origin* saying who supplied them: ``builtin``, ``entry-point:<dist>``
+or ``plugins:<dir>``. ``list("sim*")`` takes fnmatch wildcards; an unknown name raises
+:class:`UnknownNameError` with "Did you mean" suggestions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from .errors import UnknownNameError
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUPS = {"method": "sslbench.methods", "suite": "sslbench.suites", "protocol": "sslbench.protocols"}
+
+
+@dataclass
+class Entry(Generic[T]):
+    name: str
+    target: Any  # "module:attr" string or the object itself
+    origin: str = "builtin"
+
+    def load(self) -> T:
+        if isinstance(self.target, str):
+            module, _, attr = self.target.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+            self.target = obj
+        return self.target
+
+
+class Registry(Generic[T]):
+    """Name -> lazily loaded object, with origins, wildcards and suggestions."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._discover: list[Callable[[], None]] = []
+        self._discovered = False
+
+    def register(self, name: str, target: Any, origin: str = "builtin", replace: bool = False) -> None:
+        existing = self._entries.get(name)
+        if existing is not None and not replace:
+            # Importing a lazily listed target registers it again: keep the first origin.
+            if isinstance(existing.target, str) or existing.target is target:
+                existing.target = target
+                return
+            warnings.warn(f"{self.kind} '{name}' from {origin} ignored: already supplied by {existing.origin}", stacklevel=2)
+            return
+        self._entries[name] = Entry(name, target, origin)
+
+    def add_discovery(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once before the first lookup (to register built-ins, entry points, plugin dirs)."""
+        self._discover.append(fn)
+        self._discovered = False
+
+    def _ensure(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        for fn in list(self._discover):
+            fn()
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        self._ensure()
+        names = sorted(self._entries)
+        return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+    def entry(self, name: str) -> Entry[T]:
+        self._ensure()
+        if name not in self._entries:
+            raise UnknownNameError(unknown_message(self.kind, name, self._entries))
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).load()
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure()
+        return name in self._entries
+
+
+def unknown_message(kind: str, name: str, valid: Iterable[str]) -> str:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    if close:
+        return f"Unknown {kind} '{name}'. Did you mean: {', '.join(close)}?"
+    shown = ", ".join(valid[:20]) + (" ..." if len(valid) > 20 else "")
+    return f"Unknown {kind} '{name}'. Valid: {shown or '(none registered)'}"
+
+
+def load_entry_points(registry: Registry, group: str) -> None:
+    """Register every entry point of ``group``; its origin names the distribution."""
+    try:
+        eps = metadata.entry_points(group=group)
+    except Exception:  # pragma: no cover - broken metadata should not stop the built-ins
+        return
+    for ep in eps:
+        dist = getattr(ep.dist, "name", None) or "unknown"
+        registry.register(ep.name, ep.value, origin=f"entry-point:{dist}")
+
+
+_warned: set[str] = set()
+
+
+def warn_plugin_failure(where: str, err: BaseException) -> None:
+    """One red line per failing plugin; the built-ins keep working."""
+    if where in _warned:
+        return
+    _warned.add(where)
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]warning: plugin {where} failed to import: {type(err).__name__}: {err}[/red]",
+                               highlight=False, soft_wrap=True)
+
+
+def plugin_dirs(extra: Iterable[str] = ()) -> list[Path]:
+    """Plugin folders from ``--plugins`` and ``SSLBENCH_PLUGINS`` (os.pathsep-separated)."""
+    dirs = [Path(p) for p in extra]
+    env = os.environ.get("SSLBENCH_PLUGINS", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    return [d.expanduser().resolve() for d in dirs]
+
+
+def import_plugin_file(path: Path) -> None:
+    """Import one plugin ``.py`` file; its ``@register_*`` decorators register it."""
+    mod_name = f"sslbench_plugin_{abs(hash(str(path))):x}_{path.stem}"
+    if mod_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a broken plugin warns once and is skipped
+        del sys.modules[mod_name]
+        warn_plugin_failure(str(path), e)

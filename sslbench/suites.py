@@ -1,0 +1,191 @@
+"""Suite specs: YAML files with ``include:``, validated, turned into a :class:`RunConfig`.
+
+A suite names a data set and its splits, an encoder, a pretraining budget, the
+view recipe, per-method option overrides, the protocols with their arguments,
+the seeds, its version and its published reference. Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, ImageViewConfig, RunConfig, apply_override, update_dataclass
+from .errors import SSLBenchError
+from .plugins import PROTOCOLS, SUITES, load_method_class
+from .registry import unknown_message
+
+SUITE_KEYS = ("suite", "version", "modality", "description", "include", "dataset", "encoder", "pretrain",
+              "views", "methods", "protocols", "seeds", "reference")
+VIEW_CONFIGS: dict[str, type] = {"image": ImageViewConfig}  # audio, text, graph add theirs
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+    """Parse a suite file; returns the mapping and the line (1-based) of every dotted key."""
+    text = path.read_text()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"Malformed suite YAML {where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Malformed suite YAML {path}:1: the top level must be a mapping of keys")
+    lines: dict[str, int] = {}
+    _collect_lines(node, "", lines)
+    return data, lines
+
+
+def _collect_lines(node: Any, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}{k.value}"
+            out[key] = k.start_mark.line + 1
+            _collect_lines(v, key + ".", out)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _collect_lines(item, prefix, out)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def suite_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p.resolve()
+    return Path(SUITES.get(name_or_path))
+
+
+def load_suite(name_or_path: str, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, tuple[Path, int]]]:
+    """Load a suite (by registered name or file path) with its includes merged.
+
+    Returns the merged mapping and, for error messages, the (file, line) of every dotted key.
+    """
+    path = suite_path(name_or_path)
+    if path in _seen:
+        raise ConfigError(f"Suite include cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
+    data, lines = _read_yaml(path)
+    where = {k: (path, n) for k, n in lines.items()}
+    for key in data:
+        if key not in SUITE_KEYS:
+            raise ConfigError(f"{path}:{lines.get(key, 1)}: unknown suite key '{key}'. "
+                              f"Valid: {', '.join(SUITE_KEYS)}")
+    if "include" in data:
+        inc = str(data.pop("include"))
+        rel = path.parent / inc
+        base, base_where = load_suite(str(rel) if rel.suffix in (".yaml", ".yml") and rel.exists() else inc,
+                                      (*_seen, path))
+        base.pop("suite", None)
+        data = _merge(base, data)
+        where = {**base_where, **where}
+    data.setdefault("suite", path.stem)
+    return data, where
+
+
+def split_method_name(full: str) -> tuple[str, str | None]:
+    name, _, variant = full.partition(".")
+    return name, variant or None
+
+
+def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] = (), seed: int | None = None
+                     ) -> tuple[RunConfig, type, dict]:
+    """Resolve defaults <- variant preset <- suite <- ``--set``; returns (config, method class, raw suite)."""
+    name, variant = split_method_name(method)
+    cls = load_method_class(name)
+    if variant is not None and variant not in cls.variants:
+        raise SSLBenchError(unknown_message(f"variant of {name}", variant, cls.variants)
+                            .replace(f"'{variant}'", f"'{method}'"))
+    data, where = load_suite(suite)
+    cfg = RunConfig(method=method, suite=str(data["suite"]), suite_version=int(data.get("version", 1)),
+                    modality=str(data.get("modality", "image")), reference=data.get("reference"))
+    if cls.modality != cfg.modality:
+        raise SSLBenchError(f"Method '{method}' is for {cls.modality} data but suite '{cfg.suite}' is {cfg.modality}")
+    view_cls = VIEW_CONFIGS.get(cfg.modality)
+    cfg.views = view_cls() if view_cls else None
+    cfg.method_config = cls.Config()
+    if variant:
+        update_dataclass(cfg.method_config, cls.variants[variant], "method")
+    with _located(where):
+        for section in ("dataset", "pretrain", "views"):
+            if section in data and data[section] is not None:
+                _check_mapping(data[section], section, where)
+                update_dataclass(getattr(cfg, section), data[section], section)
+        enc = data.get("encoder")
+        if isinstance(enc, str):
+            cfg.encoder.name = enc
+        elif isinstance(enc, dict):
+            update_dataclass(cfg.encoder, enc, "encoder")
+        per_method = (data.get("methods") or {})
+        for key in (name, method):
+            if key in per_method:
+                update_dataclass(cfg.method_config, per_method[key] or {}, "method")
+        cfg.protocols = _protocols(data.get("protocols") or [], where)
+    seeds = data.get("seeds") or [0]
+    cfg.seed = int(seeds[0] if seed is None else seed)
+    for key, value in overrides:
+        apply_override(cfg, key, value)
+    return cfg, cls, data
+
+
+def _protocols(items: list, where: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"{_loc(where, 'protocols')}: each protocol is 'name: {{args}}', got {item!r}")
+        (pname, args), = item.items()
+        cls = PROTOCOLS.get(pname)
+        pcfg = cls.Config()
+        update_dataclass(pcfg, args or {}, f"protocols.{pname}")
+        out[pname] = pcfg
+    return out
+
+
+def _check_mapping(value: Any, section: str, where: dict) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_loc(where, section)}: '{section}' must be a mapping, got {value!r}")
+
+
+def _loc(where: dict, key: str) -> str:
+    path, line = where.get(key, (None, None))
+    return f"{path}:{line}" if path else "suite"
+
+
+class _located:
+    """Prefix a ConfigError raised while applying a suite with the file:line of the offending key."""
+
+    def __init__(self, where: dict):
+        self.where = where
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if isinstance(exc, ConfigError) and not str(exc).startswith("/"):
+            msg = str(exc)
+            key = msg.split("'")[1] if "'" in msg else ""
+            for k in (key, key.replace("method.", "methods."), key.rsplit(".", 1)[0]):
+                if k in self.where:
+                    path, line = self.where[k]
+                    raise ConfigError(f"{path}:{line}: {msg}") from None
+        return False
+
+
+def suite_summary(name: str) -> dict:
+    data, _ = load_suite(name)
+    return {k: data.get(k) for k in ("suite", "version", "modality", "description")} | {
+        "dataset": (data.get("dataset") or {}).get("name"), "encoder": data.get("encoder")}
+
+
+__all__ = ["load_suite", "build_run_config", "suite_summary", "is_dataclass"]

@@ -1,0 +1,1 @@
+"""Multi-view augmentation per modality; every sample draws its own random parameters."""
