@@ -47,6 +47,21 @@ def subset(split: Split, n: int | None, seed: int = 0) -> Split:
     return Split(labels=split.labels[idx], dataset=torch.utils.data.Subset(split.dataset, idx.tolist()))
 
 
+_DATA: dict[tuple, tuple] = {}
+
+
+def load_run_data(cfg: RunConfig, opts: RunOptions):
+    """Load (and memoise for the other seeds) the suite's data set; raises DataNotFoundError before any run."""
+    from .data import data_root
+
+    root = opts.data_root or data_root()
+    key = (cfg.dataset.name, cfg.dataset.train, cfg.dataset.test, str(root), repr(sorted(cfg.dataset.options.items())))
+    if key not in _DATA:
+        _DATA[key] = load_dataset(cfg.dataset.name, [cfg.dataset.train, cfg.dataset.test], root,
+                                  download=opts.download, **cfg.dataset.options)
+    return _DATA[key]
+
+
 def work_dir(opts: RunOptions, cfg: RunConfig, chash: str) -> Path:
     return opts.out_dir / ".work" / f"{cfg.method}-{cfg.suite}-{chash}-s{cfg.seed}"
 
@@ -58,13 +73,9 @@ def new_run_id(cfg: RunConfig) -> str:
 
 def execute(cfg: RunConfig, method_cls: type, opts: RunOptions) -> RunRecord:
     """Run one seed of one method on one suite and save its record; returns the record."""
-    from .data import data_root
-
     t_start = time.perf_counter()
     chash = config_hash(cfg)
-    root = opts.data_root or data_root()
-    info, splits = load_dataset(cfg.dataset.name, [cfg.dataset.train, cfg.dataset.test], root,
-                                download=opts.download, **cfg.dataset.options)
+    info, splits = load_run_data(cfg, opts)
     train = subset(splits[cfg.dataset.train], cfg.dataset.max_train_samples)
     test = splits[cfg.dataset.test]
     device = select_device(cfg.pretrain.device)
