@@ -2,4 +2,6 @@
 
 BUILTINS = {
     "simclr": "sslbench_methods.simclr:SimCLR",
+    "moco": "sslbench_methods.moco:MoCo",
+    "instdisc": "sslbench_methods.instdisc:InstDisc",
 }

@@ -40,7 +40,7 @@ class EncoderConfig:
 
 @dataclass
 class PretrainConfig:
-    epochs: float = 10
+    epochs: float = 10  # 0: no pretraining, the randomly initialised encoder (a floor)
     batch_size: int = 256
     optimizer: str = "adamw"  # adamw | sgd | lars
     lr: float = 1e-3  # base learning rate at batch 256 when lr_scaling == "linear"

@@ -186,7 +186,9 @@ class BatchSource:
             self.view_ds.epoch = epoch
             loader = DataLoader(self.view_ds, batch_sampler=[c.tolist() for c in chunks], num_workers=self.cfg.num_workers,
                                 pin_memory=self.device.type == "cuda")
-            for views, idx, _ in loader:
+            for k, (views, idx, _) in enumerate(loader):
+                # the method's own randomness (key shuffles, sampled negatives) replays on resume too
+                torch.manual_seed(step_seed(self.seed, epoch * self.steps_per_epoch + start + k))
                 yield self._batch([v.to(self.device, non_blocking=True) for v in views], idx)
 
     def _batch(self, views: list[torch.Tensor], idx: torch.Tensor) -> Batch:
@@ -221,7 +223,8 @@ class Trainer:
                  config_hash: str = ""):
         self.method, self.cfg, self.seed, self.device = method.to(device), cfg, seed, device
         self.source = BatchSource(split, data, method, views_cfg, cfg, seed, device)
-        self.total_steps = max(1, int(math.ceil(cfg.epochs * self.source.steps_per_epoch)))
+        # epochs 0 evaluates the randomly initialised encoder: the floor every method must beat
+        self.total_steps = max(0, int(math.ceil(cfg.epochs * self.source.steps_per_epoch)))
         self.warmup = int(round(cfg.warmup_epochs * self.source.steps_per_epoch))
         self.optimizer = build_optimizer(method, cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]

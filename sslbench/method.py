@@ -45,6 +45,8 @@ class Method(nn.Module):
     version: ClassVar[int] = 1  # bump when behaviour changes; recorded in every result
     needs_labels: ClassVar[bool] = False
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    # the config key that `sslbench profile --negatives` sweeps (batch size, queue size, sampled negatives)
+    negatives_key: ClassVar[str] = "pretrain.batch_size"
 
     @dataclass
     class Config:
@@ -79,6 +81,11 @@ class Method(nn.Module):
 
     def num_negatives(self, batch_size: int) -> int:
         """Negatives per anchor in one step at ``batch_size``: what ``profile`` sweeps."""
+        return 0
+
+    def negatives_memory_bytes(self, batch_size: int) -> int:
+        """Analytic floor of the memory the negatives need at ``batch_size``: stored keys (queue or bank)
+        plus the logits over them and their gradients. Compared with measured memory by ``profile``."""
         return 0
 
     def parameter_groups(self) -> list[dict]:

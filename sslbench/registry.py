@@ -60,6 +60,8 @@ class Registry(Generic[T]):
             if isinstance(existing.target, str) or existing.target is target:
                 existing.target = target
                 return
+            if isinstance(target, str):  # a lazy listing of an object that is already imported
+                return
             warnings.warn(f"{self.kind} '{name}' from {origin} ignored: already supplied by {existing.origin}", stacklevel=2)
             return
         self._entries[name] = Entry(name, target, origin)
