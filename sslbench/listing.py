@@ -17,7 +17,7 @@ def list_entries(kind: str, pattern: str | None) -> None:
     table = Table(title=f"sslbench {kind}")
     if kind == "methods":
         for col in ("name", "variants", "modality", "version", "origin"):
-            table.add_column(col, no_wrap=col == "name")
+            table.add_column(col, overflow="fold")
         for n in names:
             try:
                 cls = load_method_class(n)
@@ -29,7 +29,7 @@ def list_entries(kind: str, pattern: str | None) -> None:
         from .suites import suite_summary
 
         for col in ("name", "version", "modality", "dataset", "encoder", "origin"):
-            table.add_column(col, no_wrap=col == "name")
+            table.add_column(col, overflow="fold")
         for n in names:
             try:
                 s = suite_summary(n)
@@ -40,7 +40,7 @@ def list_entries(kind: str, pattern: str | None) -> None:
             table.add_row(n, str(s["version"]), str(s["modality"]), str(s["dataset"]), str(enc), registry.entry(n).origin)
     else:
         for col in ("name", "version", "origin"):
-            table.add_column(col, no_wrap=col == "name")
+            table.add_column(col, overflow="fold")
         for n in names:
             table.add_row(n, str(registry.get(n).version), registry.entry(n).origin)
     Console(soft_wrap=True).print(table)

@@ -15,7 +15,10 @@ class TrainProgress:
         self._p: Progress | None = None
 
     def __enter__(self) -> TrainProgress:
-        if self.enabled:
+        self._console = Console(stderr=True)
+        self._plain = self.enabled and not self._console.is_terminal  # logs: a line every 10%
+        self._next_pct = 10
+        if self.enabled and not self._plain:
             self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} samples/s"),
                                TimeRemainingColumn(), console=Console(stderr=True), transient=False)
@@ -24,10 +27,18 @@ class TrainProgress:
         return self
 
     def update(self, step: int, loss: float) -> None:
-        if self._p is None:
+        if self._p is None and not self._plain:
             return
         dt = time.perf_counter() - self._t0
         rate = (step - self.start) * self.batch_size / max(dt, 1e-9)
+        if self._plain:
+            pct = 100 * step / max(1, self.total)
+            if pct >= self._next_pct or step == self.total:
+                eta = (self.total - step) * dt / max(1, step - self.start)
+                self._console.print(f"{self.label} {step}/{self.total} loss {loss:.4f} {rate:,.0f} samples/s "
+                                    f"eta {eta:.0f}s", highlight=False)
+                self._next_pct = (int(pct) // 10 + 1) * 10
+            return
         self._p.update(self._task, completed=step, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
 
     def __exit__(self, *exc) -> None:

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..data.base import DataInfo, Split
 from ..records import Metric
+from ..engine import channels_last
 from ..views.image import eval_batch, eval_transform
 
 
@@ -63,7 +64,7 @@ def extract_features(method: Any, split: Split, data: DataInfo, device: torch.de
         if split.in_memory:
             for i in range(0, len(split), batch_size):
                 x = eval_batch(split.images[i:i + batch_size].to(device), data)
-                out.append(method.embed(x).float().cpu())
+                out.append(method.embed(channels_last(x)).float().cpu())
         else:
             tf = eval_transform(data)
             loader = DataLoader(_Mapped(split.dataset, tf), batch_size=batch_size, num_workers=0)

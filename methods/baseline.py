@@ -1,0 +1,64 @@
+"""Floors for the tables: no self-supervised pretraining at all.
+
+- ``baseline.random``: the suite's encoder at its random initialisation (seeded by the
+  run seed); the frozen features are the encoder's output.
+- ``baseline.pixels``: the raw pixels, flattened (the evaluation view: scaled to [0, 1]
+  and normalised with the data set's mean and std), C*H*W features; the encoder is unused.
+
+These methods have nothing to train. Run them with zero pretraining epochs::
+
+    sslbench run baseline.random --suite mnist-fewshot --set pretrain.epochs=0
+    sslbench run baseline.pixels --suite mnist-noisy --set pretrain.epochs=0
+
+(the engine then takes 0 steps; the base ``Method`` has no ``trains`` flag the runner
+could read). A run that forgets ``pretrain.epochs=0`` is harmless but wasteful:
+``training_step`` warns once and returns a zero loss that requires grad but is
+connected to no parameter, so the optimiser leaves every weight (and BN statistic)
+as initialised.
+
+Under the ``finetune`` protocol ``baseline.random`` fine-tunes its encoder from the
+random initialisation (supervised training from scratch) and ``baseline.pixels``
+trains a linear classifier on the pixels (``finetune_features``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from sslbench.method import Batch, Method, StepOutput
+from sslbench.plugins import register_method
+
+
+@register_method("baseline", variants={"random": dict(), "pixels": dict(pixels=True)})
+class Baseline(Method):
+    modality = "image"
+    version = 1
+
+    @dataclass
+    class Config(Method.Config):
+        pixels: bool = False  # features = flattened pixels instead of the (random) encoder's output
+
+    def setup(self) -> None:
+        if self.cfg.pixels:
+            d = self.data
+            self.feature_dim = int(d.channels * d.image_size * d.image_size)
+        self._warned = False
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        if not self._warned:
+            warnings.warn("baseline methods have nothing to pretrain; run them with --set pretrain.epochs=0 "
+                          "(these steps leave the weights unchanged)", stacklevel=2)
+            self._warned = True
+        device = batch.views[0].device if batch.views else None
+        return StepOutput(loss=torch.zeros((), device=device, requires_grad=True))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finetune_features(x)
+
+    def finetune_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature map the ``finetune`` protocol trains: the pixels, or the encoder."""
+        return x.flatten(1).float() if self.cfg.pixels else self.encoder(x)
