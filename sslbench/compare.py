@@ -7,8 +7,19 @@ and reported in the notes. When one (method, suite) pair has several comparabili
 groups they are never averaged: each keeps its own cell, marked with :data:`DAGGER`
 and explained in a note (after asv's "not comparable" marking).
 
-``records_frame`` and ``aggregate`` are the reusable layer for reference numbers and
-baseline regression gates; ``comparison_table`` builds the human-facing table.
+``records_frame`` and ``aggregate`` are the reusable layer for reference numbers
+(:mod:`sslbench.reference`), the regression gate (:mod:`sslbench.baseline`) and the plots
+(:mod:`sslbench.plots`); ``comparison_table`` builds the human-facing table.
+
+Statistics. A cell is "mean ± std (n)" over pretraining seeds; its 95% interval is the
+Student-t interval of that mean (n >= 2). With a single pretraining seed, a metric that
+carries within-run repetitions (``per_seed`` / ``std`` / ``n`` in the record: probe seeds,
+few-shot subsets) gets the t-interval of those repetitions instead, marked ``‡`` and
+explained in a note: it leaves out the pretraining variance, so it is narrower than a
+seed interval would be. Per column, an entry whose interval does not overlap the
+interval of the column's best entry (:func:`different`) is marked ``*``; nothing is
+marked where either interval is unknown. Entries marked ``†`` (not comparable) take no
+part in that test.
 """
 
 from __future__ import annotations
@@ -51,9 +62,22 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "value",
     "higher_is_better",
     "unit",
+    "protocol",
+    "inner_std",
+    "inner_n",
     "path",
 )
 DAGGER = "†"
+SIGNIFICANT = "*"
+WITHIN_RUN = "‡"
+
+TIMING_METRICS: dict[str, tuple[bool, str]] = {
+    "samples_per_s": (True, "samples/s"),
+    "peak_memory_mb": (False, "MB"),
+    "wall_s": (False, "s"),
+}
+"""``timing`` fields that ``records_frame(..., timing=True)`` adds as ``timing.<name>`` metrics
+(name -> (higher_is_better, unit)); the regression gate uses them, the table does not."""
 
 # Two-sided 95% quantiles of Student's t, t_{0.975}(df) for df = 1..30.
 _T975 = (
@@ -108,7 +132,21 @@ def method_label(method: dict[str, Any]) -> str:
     return f"{name}.{variant}" if variant else name
 
 
-def _record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+def _inner_spread(m: dict[str, Any]) -> tuple[float, float]:
+    """(std, n) of a metric's within-run repetitions: ``per_seed`` (>= 2 finite values), else
+    its ``std`` and ``n`` fields; (NaN, NaN) when it has none."""
+    per_seed = m.get("per_seed")
+    if isinstance(per_seed, (list, tuple)):
+        vals = [float(v) for v in per_seed if v is not None and math.isfinite(float(v))]
+        if len(vals) >= 2:
+            return float(np.std(vals, ddof=1)), float(len(vals))
+    std, n = m.get("std"), m.get("n")
+    if std is not None and n is not None and math.isfinite(float(std)) and int(n) >= 2:
+        return float(std), float(int(n))
+    return math.nan, math.nan
+
+
+def _record_rows(rec: dict[str, Any], timing: bool = False) -> list[dict[str, Any]]:
     method = rec.get("method") or {}
     suite = rec.get("suite") or {}
     base = {
@@ -124,13 +162,22 @@ def _record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
         "seed": rec.get("seed"),
         "path": rec.get("_path"),
     }
-    metrics = rec.get("metrics") or {}
+    metrics = dict(rec.get("metrics") or {})
+    if timing:
+        for name, (higher, unit) in TIMING_METRICS.items():
+            value = (rec.get("timing") or {}).get(name)
+            key = f"timing.{name}"
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in metrics:
+                metrics[key] = {"value": value, "higher_is_better": higher, "unit": unit, "protocol": "timing"}
+    empty = {"metric": None, "value": math.nan, "higher_is_better": None, "unit": None, "protocol": None,
+             "inner_std": math.nan, "inner_n": math.nan}
     if not metrics:  # keep metric-less runs (failed early) so they are still counted
-        return [{**base, "metric": None, "value": math.nan, "higher_is_better": None, "unit": None}]
+        return [{**base, **empty}]
     rows = []
     for name, m in metrics.items():
         m = m if isinstance(m, dict) else {"value": m}
         value = m.get("value")
+        inner_std, inner_n = _inner_spread(m)
         rows.append(
             {
                 **base,
@@ -138,17 +185,28 @@ def _record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
                 "value": math.nan if value is None else float(value),
                 "higher_is_better": bool(m.get("higher_is_better", True)),
                 "unit": m.get("unit", ""),
+                "protocol": m.get("protocol") or name.split(".")[0],
+                "inner_std": inner_std,
+                "inner_n": inner_n,
             }
         )
     return rows
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (record, metric); a record without metrics gives one row with metric None."""
-    rows = [row for rec in records for row in _record_rows(rec)]
+_FLOAT_COLUMNS = ("value", "inner_std", "inner_n")
+
+
+def records_frame(records: list[dict[str, Any]], timing: bool = False) -> pd.DataFrame:
+    """One row per (record, metric); a record without metrics gives one row with metric None.
+
+    ``timing=True`` also turns the record's ``timing`` fields of :data:`TIMING_METRICS` into
+    metrics named ``timing.<field>`` (unless the record has a metric of that name).
+    """
+    rows = [row for rec in records for row in _record_rows(rec, timing)]
     # object columns keep ints (versions, seeds) as ints even when some records lack them
     data = {
-        c: pd.Series([r[c] for r in rows], dtype=float if c == "value" else object) for c in FRAME_COLUMNS
+        c: pd.Series([r[c] for r in rows], dtype=float if c in _FLOAT_COLUMNS else object)
+        for c in FRAME_COLUMNS
     }
     return pd.DataFrame(data, columns=list(FRAME_COLUMNS))
 
@@ -172,6 +230,18 @@ def ci95_halfwidth(std: float, n: int) -> float:
     if n < 2 or std is None or not np.isfinite(std):
         return math.nan
     return t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def different(a_mean: float, a_ci: float | None, b_mean: float, b_ci: float | None) -> bool:
+    """True when the intervals ``a_mean ± a_ci`` and ``b_mean ± b_ci`` do not overlap.
+
+    False whenever either mean or half-width is missing or not finite: without both
+    intervals nothing is said to differ.
+    """
+    vals = (a_mean, a_ci, b_mean, b_ci)
+    if any(v is None or not math.isfinite(float(v)) for v in vals):
+        return False
+    return a_mean - a_ci > b_mean + b_ci or b_mean - b_ci > a_mean + a_ci
 
 
 def _status_text(statuses: Iterable[str]) -> str:
@@ -211,9 +281,12 @@ def not_ok_by_group(df: pd.DataFrame) -> dict[tuple[Any, ...], Counter[str]]:
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """Aggregate ``ok`` runs per :data:`GROUP_KEY` plus metric.
 
-    Columns: the key, metric, mean, std (ddof=1, NaN when n=1), n, ci95 (half-width),
-    seeds (sorted tuple), run_ids, higher_is_better, unit, n_not_ok and not_ok (the
-    group's runs that were left out, e.g. "1 diverged").
+    Columns: the key, metric, mean, std (ddof=1, NaN when n=1), n, ci95 (half-width over
+    pretraining seeds), seeds (sorted tuple), run_ids, higher_is_better, unit, protocol,
+    inner_std / inner_n (the within-run repetitions of the first run, NaN without), interval
+    and interval_source (the half-width to use: ci95 with source "seeds" when n >= 2, else
+    the within-run t-interval with source "within-run", else NaN and ""), n_not_ok and
+    not_ok (the group's runs that were left out, e.g. "1 diverged").
     """
     ok = df[(df["status"] == "ok") & df["metric"].notna() & df["value"].notna()]
     keys = [*GROUP_KEY, "metric"]
@@ -229,6 +302,11 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
                 "run_ids",
                 "higher_is_better",
                 "unit",
+                "protocol",
+                "inner_std",
+                "inner_n",
+                "interval",
+                "interval_source",
                 "n_not_ok",
                 "not_ok",
             ]
@@ -245,6 +323,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
             run_ids=("run_id", tuple),
             higher_is_better=("higher_is_better", "first"),
             unit=("unit", "first"),
+            protocol=("protocol", "first"),
+            inner_std=("inner_std", "first"),
+            inner_n=("inner_n", "first"),
         )
         .reset_index()
     )
@@ -253,11 +334,27 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     order = sorted(range(len(out)), key=lambda i: [sort_key(v) for v in out.loc[i, keys]])
     out = out.iloc[order].reset_index(drop=True)
     out["ci95"] = [ci95_halfwidth(s, n) for s, n in zip(out["std"], out["n"], strict=True)]
+    intervals = [
+        _interval(n, ci, s_in, n_in)
+        for n, ci, s_in, n_in in zip(out["n"], out["ci95"], out["inner_std"], out["inner_n"], strict=True)
+    ]
+    out["interval"] = [i for i, _ in intervals]
+    out["interval_source"] = [src for _, src in intervals]
     bad = not_ok_by_group(df)
     counts = [bad.get(key, Counter()) for key in group_keys(out)]
     out["n_not_ok"] = [sum(c.values()) for c in counts]
     out["not_ok"] = [_status_text(c.elements()) for c in counts]
     return out
+
+
+def _interval(n: int, ci95: float, inner_std: float, inner_n: float) -> tuple[float, str]:
+    if n >= 2:
+        return (ci95, "seeds") if math.isfinite(ci95) else (math.nan, "")
+    if math.isfinite(inner_n) and inner_n >= 2:
+        half = ci95_halfwidth(inner_std, int(inner_n))
+        if math.isfinite(half):
+            return half, "within-run"
+    return math.nan, ""
 
 
 # ---------------------------------------------------------------- comparison table
@@ -345,8 +442,33 @@ def not_ok_notes(df: pd.DataFrame) -> list[str]:
     return notes
 
 
+def mark_significant(agg: pd.DataFrame) -> pd.Series:
+    """Per column, True for entries whose interval does not overlap the best entry's (:func:`different`).
+
+    The best entry has the highest mean (lowest for lower-is-better metrics) among the
+    column's comparable (not ``†``) entries; entries marked ``†`` are never marked.
+    """
+    sig = pd.Series(False, index=agg.index)
+    for _, part in agg[~agg["dagger"] & agg["mean"].notna()].groupby("column", sort=False):
+        if len(part) < 2:
+            continue
+        higher = part["higher_is_better"].iloc[0]
+        lower_better = not _is_missing(higher) and not bool(higher)
+        best = part["mean"].idxmin() if lower_better else part["mean"].idxmax()
+        b_mean, b_ci = part.at[best, "mean"], part.at[best, "interval"]
+        for i in part.index:
+            if i != best and different(part.at[i, "mean"], part.at[i, "interval"], b_mean, b_ci):
+                sig[i] = True
+    return sig
+
+
 def _cell(row: pd.Series, ci: bool) -> str:
-    text = format_mean_std(row["mean"], row["std"], int(row["n"]), ci=row["ci95"] if ci else None)
+    interval = row["interval"] if ci else None
+    text = format_mean_std(row["mean"], row["std"], int(row["n"]), ci=interval)
+    if ci and row["interval_source"] == "within-run":
+        text += f" {WITHIN_RUN}"
+    if row.get("significant", False):
+        text += f" {SIGNIFICANT}"
     return f"{text} {DAGGER}" if row["dagger"] else text
 
 
@@ -355,9 +477,10 @@ def comparison_table(
 ) -> Table:
     """Rows = method (and version), columns = "suite vN / metric", cells "mean ± std (n)".
 
-    With ``ci=True`` cells also carry the 95% t-interval "[lo, hi]". Incomparable groups
-    get their own row or column, a ``†`` and a note; runs that are not ok are counted
-    in the notes.
+    With ``ci=True`` cells also carry the 95% interval "[lo, hi]" (over pretraining seeds,
+    or ``‡`` over within-run repetitions of a single seed). Entries that differ from their
+    column's best by non-overlapping intervals get ``*``. Incomparable groups get their own
+    row or column, a ``†`` and a note; runs that are not ok are counted in the notes.
     """
     df = records_frame(records)
     notes = not_ok_notes(df)
@@ -366,6 +489,7 @@ def comparison_table(
         return Table(pd.DataFrame(index=pd.Index([], name="method")), ["no ok runs to compare", *notes])
     agg = agg[agg["metric"].isin(select_metrics(agg["metric"], metrics))]
     agg, dagger_notes = mark_incomparable(agg)
+    agg["significant"] = mark_significant(agg)
     agg["cell"] = [_cell(r, ci) for _, r in agg.iterrows()]
     frame = agg.pivot(index="row", columns="column", values="cell").fillna("")
     col_order = agg.drop_duplicates("column").sort_values(
@@ -374,4 +498,109 @@ def comparison_table(
     frame = frame.reindex(index=sorted(frame.index), columns=list(col_order))
     frame.index.name = "method"
     frame.columns.name = None
-    return Table(frame, dagger_notes + notes)
+    stat_notes = []
+    if agg["significant"].any():
+        stat_notes.append(
+            f"{SIGNIFICANT} differs from the best entry of its column: their 95% intervals do not overlap"
+        )
+    within = agg[(agg["interval_source"] == "within-run") & (ci | agg["significant"])]
+    if not within.empty:
+        cols = ", ".join(sorted(set(within["metric"])))
+        shown = f"{WITHIN_RUN} " if ci else ""
+        stat_notes.append(
+            f"{shown}one pretraining seed: the 95% interval of {cols} comes from the metric's within-run "
+            "repetitions (per_seed / std / n: probe seeds or few-shot subsets), which leave out the "
+            "pretraining variance"
+        )
+    return Table(frame, dagger_notes + notes + stat_notes)
+
+
+# ---------------------------------------------------------------- the `compare` command
+
+
+@dataclass
+class CompareOptions:
+    """Everything ``sslbench compare`` takes (see :func:`run_compare`)."""
+
+    paths: tuple[str, ...] = ()
+    fmt: str = "rich"
+    metrics: tuple[str, ...] = ()
+    ci: bool = False
+    reference: str | None = None
+    baseline: str | None = None
+    fails: tuple[str, ...] = ()
+    write_baseline: str | None = None
+    hardware_class: str = "cpu-2core"
+    plot: str | None = None
+
+
+def run_compare(opts: CompareOptions, echo: Any = print) -> int:
+    """The ``compare`` command: table, then reference / plots / baseline written / gate.
+
+    Every input is checked before anything is printed (bad input raises SSLBenchError, exit
+    2). Returns 1 when the gate fails (a regression, or a not-comparable entry a rule
+    covers), else 0.
+    """
+    from pathlib import Path
+
+    from .baseline import compare_to_baseline, gate_table, load_baseline, parse_rules, write_baseline
+    from .records import load_records
+    from .render import render_table
+
+    rules = parse_rules(opts.fails)
+    if rules and not opts.baseline:
+        raise SSLBenchError("--fail needs --baseline FILE (the numbers to compare against)")
+    baseline = load_baseline(opts.baseline) if opts.baseline else None
+    refs = None
+    if opts.reference is not None:
+        from .reference import load_references
+
+        refs = load_references(opts.reference)
+    paths = opts.paths or ("results/runs",)
+    records = load_records([Path(p) for p in paths])
+    if not records:
+        raise SSLBenchError(f"No run records found under {', '.join(paths)}")
+    report = compare_to_baseline(records, baseline, rules) if baseline is not None else None
+
+    def show(table: Table, title: str) -> None:
+        text = render_table(table, opts.fmt, title=title)
+        if text is not None:
+            echo(text)
+
+    show(comparison_table(records, list(opts.metrics) or None, ci=opts.ci), "sslbench compare")
+    if refs is not None:
+        from .reference import reference_table
+
+        show(reference_table(records, refs, ci=opts.ci), "reproduced vs published")
+    if opts.plot:
+        from .plots import plot_curves
+
+        pngs = plot_curves(records, opts.plot)
+        if not pngs:
+            echo("plot: no few-shot (acc@nN, @kN, @pN) or noisy-label (acc@symR, @asymR) metrics to plot")
+        for png in pngs:
+            echo(f"plot: {png}")
+    if opts.write_baseline:
+        path = write_baseline(records, opts.write_baseline, opts.hardware_class)
+        written = load_baseline(path)["entries"]
+        dirty = sum(bool(e.get("git_dirty")) for e in written)
+        echo(f"baseline: wrote {len(written)} entries ({opts.hardware_class}) to {path}"
+             + (f"; {dirty} come from runs of a dirty working tree" if dirty else ""))
+    if report is None:
+        return 0
+    show(gate_table(report, only_covered=bool(rules)), "vs baseline")
+    if not rules:
+        return 0
+    failures = report.failures
+    for f in failures:
+        echo(f.message())
+    covered = [f for f in report.findings if f.covered]
+    if failures:
+        n_reg = sum(f.status == "regression" for f in failures)
+        echo(f"gate failed: {n_reg} regression(s), {len(failures) - n_reg} not comparable, "
+             f"{len(covered)} baseline entries covered by {', '.join(opts.fails)}")
+        return 1
+    noisy = sum(f.status == "within noise" for f in covered)
+    echo(f"gate passed: {len(covered)} baseline entries checked against {', '.join(opts.fails)}"
+         + (f" ({noisy} beyond a threshold but within the seed spread)" if noisy else ""))
+    return 0

@@ -47,16 +47,17 @@ def render_table(
 
 def _print_rich(table: Table, title: str | None, console: Console | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     console = console or Console()
     frame = table.frame
     out = RichTable(title=title, show_lines=False)
-    out.add_column(str(frame.index.name or ""), style="bold")
+    out.add_column(escape(str(frame.index.name or "")), style="bold")
     for col in frame.columns:
-        out.add_column(str(col), justify="right")
-    for label, row in frame.iterrows():
-        out.add_row(str(label), *(str(v) for v in row))
+        out.add_column(escape(str(col)), justify="right", overflow="fold")
+    for label, row in frame.iterrows():  # labels such as "[cfg 1a2b]" are text, not rich markup
+        out.add_row(escape(str(label)), *(escape(str(v)) for v in row))
     console.print(out)
     for note in table.notes:
         console.print(note, style="dim", markup=False, highlight=False)
