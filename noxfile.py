@@ -27,6 +27,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def regression(session: nox.Session) -> None:
+    """Run the CPU-sized suites of sslbench/regression.py and gate them against results/baselines/ (~5 min)."""
+    _install(session)
+    session.run("python", "-m", "sslbench.regression", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the package, the built-in methods, the tests and the benchmarks."""
     session.install("ruff")

@@ -49,7 +49,7 @@ class SimCLR(Method):
         and autograd keeps its activations for backward. The floor counts, in float32: those activations per view
         (traced once at the native image size, ``sslbench.protocols.profile.per_sample_activation_bytes``) times
         2N, plus NT-Xent's logits (two directions of N x 2N, ``info_nce_logit_bytes(calls=2)``). Not counted:
-        kernel workspaces (e.g. oneDNN's layout reorders in convolution backward on CPU) and allocator slack."""
+        kernel workspaces, transient gradients and allocator slack."""
         if getattr(self, "_view_bytes", None) is None:
             from sslbench.protocols.profile import per_sample_activation_bytes
 

@@ -318,6 +318,8 @@ class Finding:
                 text += f" and > seed spread {_num(self.spread)}"
             elif spread:
                 text += f"; seed spread {_num(self.spread)}"
+            if self.detail:
+                text += f" (config differs from the baseline: {self.detail})"
             return f"{self.status}: {text}"
         if self.status == "not comparable":
             tail = f" [covered by {self.rule}]" if self.covered else ""
@@ -424,6 +426,16 @@ def compare_to_baseline(
             else:
                 base.status = "not comparable"
                 base.detail = "; ".join(_differences(e, cur.loc[i]) for i in others)
+                # still say whether the numbers dropped: a changed default or a degraded run shows as a
+                # regression (with the difference named), not only as "not comparable"
+                row = cur.loc[others[0]]
+                base.current, base.n_current = float(row["mean"]), int(row["n"])
+                drop = base.baseline - base.current if base.higher_is_better else base.current - base.baseline
+                base.drop = drop
+                for rule in rules:
+                    if drop > rule.limit(base.baseline):
+                        base.status, base.threshold, base.rule = "regression", rule.limit(base.baseline), rule.text
+                        break
             report.findings.append(base)
             continue
         row = cur.loc[hit]

@@ -73,6 +73,9 @@ def register_protocol(name: str):
 BUILTIN_PROTOCOLS = {
     "linear": "sslbench.protocols.linear:LinearProbe",
     "knn": "sslbench.protocols.knn:KNNProbe",
+    "few_shot": "sslbench.protocols.few_shot:FewShot",
+    "noisy_label": "sslbench.protocols.noisy_label:NoisyLabel",
+    "finetune": "sslbench.protocols.finetune:Finetune",
 }
 
 _extra_plugin_dirs: list[str] = []

@@ -256,7 +256,8 @@ def test_instdisc_loss_matches_naive_softmax():
     assert loss == pytest.approx(total / 6, rel=1e-9)
     assert m.views("base") == ["base"]
     assert m.num_negatives(6) == 16
-    assert m.negatives_memory_bytes(6) == 50 * 8 * 4 + 6 * 16 * 8 * 4 + 2 * 6 * 17 * 4
+    # bank + gathered negatives + the logits the loss keeps at its peak (info_nce_logit_bytes: 3 x N x (1+K))
+    assert m.negatives_memory_bytes(6) == 50 * 8 * 4 + 6 * 16 * 8 * 4 + 3 * 6 * 17 * 4
 
 
 # ---------------------------------------------------------------- torch.distributed (2 CPU processes, gloo)

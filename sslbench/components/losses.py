@@ -31,31 +31,37 @@ def info_nce(
     in_batch:  also use the batch as negatives: every other anchor and every other positive
                (2N - 2 per anchor, SimCLR's NT-Xent when averaged over both directions)
     returns:   scalar (reduction "mean") or N losses ("none")
+
+    Memory: the logits are built once (N x C, C candidates): 1/t is folded into the N x D
+    anchors instead of scaling a copy of the logits, the negatives are not copied to normalise
+    them (their similarities are divided by their norms), and the N x K block is released once
+    concatenated. What stays is counted by :func:`info_nce_logit_bytes`.
     """
     if normalize:
         anchors = F.normalize(anchors, dim=-1)
         positives = F.normalize(positives, dim=-1)
-        if negatives is not None:
-            negatives = F.normalize(negatives, dim=-1)
     n = anchors.shape[0]
+    scaled = anchors / temperature  # (a / t) . b == (a . b) / t, on N x D rather than N x C
     if in_batch:
         # columns: positives (0..N-1, col i is anchor i's positive), then anchors (self masked out)
-        cand = torch.cat([positives, anchors], dim=0)
-        logits = anchors @ cand.T
+        logits = scaled @ torch.cat([positives, anchors], dim=0).T
         self_mask = torch.zeros_like(logits, dtype=torch.bool)
         self_mask[torch.arange(n), n + torch.arange(n)] = True
-        logits = logits.masked_fill(self_mask, float("-inf"))
+        logits = logits.masked_fill_(self_mask, float("-inf"))  # in place: mm keeps no copy of its output
         target = torch.arange(n, device=anchors.device)
     else:
-        logits = (anchors * positives).sum(-1, keepdim=True)
+        logits = (scaled * positives).sum(-1, keepdim=True)
         target = torch.zeros(n, dtype=torch.long, device=anchors.device)
     if negatives is not None:
         if negatives.dim() == 2:
-            neg = anchors @ negatives.T  # N x K
+            neg = scaled @ negatives.T  # N x K
         else:
-            neg = torch.einsum("nd,nkd->nk", anchors, negatives)
+            neg = torch.einsum("nd,nkd->nk", scaled, negatives)
+        if normalize:  # cosine similarity without an F.normalize copy of the (K or N x K) x D negatives
+            neg = neg / torch.linalg.vector_norm(negatives, dim=-1).clamp_min(1e-12)
         logits = torch.cat([logits, neg], dim=1)
-    return F.cross_entropy(logits / temperature, target, reduction=reduction)
+        del neg
+    return F.cross_entropy(logits, target, reduction=reduction)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -67,6 +73,16 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     return 0.5 * (info_nce(z1, z2, temperature=temperature) + info_nce(z2, z1, temperature=temperature))
 
 
-def info_nce_logit_bytes(batch: int, num_candidates: int, dtype_bytes: int = 4) -> int:
-    """Analytic floor of the memory the logits need: N x (1 + candidates), forward and gradient."""
-    return 2 * batch * (1 + num_candidates) * dtype_bytes
+def info_nce_logit_bytes(batch: int, num_candidates: int, dtype_bytes: int = 4, calls: int = 1) -> int:
+    """Peak bytes the logits of :func:`info_nce` hold: N x (1 + candidates) values per tensor.
+
+    During the backward pass of one call three such tensors are alive at once: the
+    log-softmax output that cross-entropy saves, the gradient nll_loss writes into it (dense
+    N x C) and the gradient log_softmax_backward returns (the forward peak is two: the logits
+    and their log-softmax). Each further call before the backward pass (``calls``, e.g. 2 for
+    NT-Xent's two directions) adds its saved log-softmax output. Not counted: the negatives
+    themselves (a queue, a bank, gathered samples or, for in-batch negatives, the views'
+    activations), which the method adds.
+    """
+    copies = 3 + max(0, calls - 1)
+    return copies * batch * (1 + num_candidates) * dtype_bytes

@@ -9,6 +9,16 @@ stands the method's analytic floor (``Method.negatives_memory_bytes``) and, betw
 consecutive points, the ratio of the measured to the analytic memory slope (bytes per
 extra negative). An out-of-memory point is recorded as such and the sweep goes on.
 
+Reading the slope ratio: the peak is a maximum over the phases of a step, so the
+negatives show in it only once their phase (usually the loss's backward pass) is the
+largest; between two small points the peak may sit in the encoder's backward pass and
+the ratio falls below 1. Stored negatives allocated at set-up (a queue, a bank) are in
+the baseline, not in the growth. The floor counts float32 tensors: under bf16 autocast
+on CUDA compare with ``--set pretrain.precision=fp32``. On CPU glibc's heap keeps freed
+blocks resident, which moves the peak by tens of MB between runs; ``exact_heap`` runs the
+points with ``MALLOC_MMAP_THRESHOLD_=131072`` so that the peak follows live allocations
+(reproducible slopes, slower steps).
+
 Output: a rich table, a PNG (throughput and peak memory against the negatives, log2 x
 axis, the analytic floor dashed) and one record per point (suite ``profile:<suite>``)
 that ``sslbench compare`` reads.
@@ -39,6 +49,7 @@ DEFAULT_SUITE = "cifar10-linear-small"
 DEFAULT_NEGATIVES = "256,4096,65536"
 PROFILE_VERSION = 1
 MB = 2**20
+EXACT_HEAP_THRESHOLD = 128 * 1024  # bytes: glibc maps blocks from this size on their own (fixed, not adaptive)
 
 
 # ---------------------------------------------------------------- analytic helpers
@@ -104,6 +115,7 @@ class ProfileOptions:
     plot: Path | None = None  # default <out>/profile-<method>-<suite>.png
     device: str | None = None
     memory_limit_mb: float | None = None
+    exact_heap: bool = False  # CPU: MALLOC_MMAP_THRESHOLD_=131072 in every point, peak RSS ~ live allocations
     data_dir: str | None = None
     seed: int | None = None
 
@@ -139,14 +151,15 @@ def _signal_name(rc: int) -> str:
         return f"signal {-rc}"
 
 
-def run_point_process(spec: dict[str, Any]) -> dict[str, Any]:
+def run_point_process(spec: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m sslbench.profile_point`` on ``spec``; returns its result (status ok/oom/failed).
 
-    A child killed by SIGKILL (the kernel's OOM killer) counts as out of memory.
+    ``env`` is added to this process's environment. A child killed by SIGKILL (the kernel's
+    OOM killer) counts as out of memory.
     """
     from ..profile_point import RESULT_MARK
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "sslbench.profile_point"], input=json.dumps(spec),
                           capture_output=True, text=True, env=env)
     lines = [json.loads(ln[len(RESULT_MARK):]) for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARK)]
@@ -195,12 +208,13 @@ def overall_ratio(points: list[Point], measure: str = "growth_mb") -> float | No
 # ---------------------------------------------------------------- records
 
 
-def profile_hash(cfg: Any, key: str, negatives: int, device_type: str) -> str:
-    """12 hex digits over the run's config hash, the swept key and value and the device type."""
+def profile_hash(cfg: Any, key: str, negatives: int, device_type: str, exact_heap: bool = False) -> str:
+    """12 hex digits over the run's config hash, the swept key and value, the device type and how memory is kept."""
     from ..config import config_hash
 
     blob = json.dumps({"config_hash": config_hash(cfg), "negatives_key": key, "negatives": negatives,
-                       "device": device_type, "profile_version": PROFILE_VERSION}, sort_keys=True)
+                       "device": device_type, "exact_heap": exact_heap, "profile_version": PROFILE_VERSION},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -218,7 +232,8 @@ def point_record(point: Point, cfg: Any, cls: type, info: Any, device: torch.dev
     config = resolved_dict(cfg)
     config["profile"] = {"negatives_key": key, "negatives": point.negatives, "num_negatives": point.num_negatives,
                          "batch_size": point.batch_size, "steps": opts.steps, "warmup": opts.warmup,
-                         "memory_limit_mb": opts.memory_limit_mb, "device": str(device),
+                         "memory_limit_mb": opts.memory_limit_mb, "exact_heap": opts.exact_heap,
+                         "device": str(device),
                          "outcome": point.status, "detail": point.error}
     record = RunRecord(
         run_id=f"profile-{cfg.method}-{cfg.suite}-{point.negatives}-{stamp}-{uuid.uuid4().hex[:6]}",
@@ -226,7 +241,7 @@ def point_record(point: Point, cfg: Any, cls: type, info: Any, device: torch.dev
         method={"name": name, "variant": variant or None, "version": cls.version, "origin": METHODS.entry(name).origin},
         suite={"name": f"profile:{cfg.suite}", "version": cfg.suite_version, "data_fingerprint": info.fingerprint,
                "data_source": info.source, "reference": None, "protocol_versions": {"profile": PROFILE_VERSION}},
-        config=config, config_hash=profile_hash(cfg, key, point.negatives, device.type), seed=cfg.seed,
+        config=config, config_hash=profile_hash(cfg, key, point.negatives, device.type, opts.exact_heap), seed=cfg.seed,
         error=error, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance,
     )
     if point.status == "ok":
@@ -243,7 +258,9 @@ def point_record(point: Point, cfg: Any, cls: type, info: Any, device: torch.dev
                      "step_s": raw.get("step_s"), "peak_memory_mb": point.peak_mb,
                      "baseline_memory_mb": point.baseline_mb, "memory_growth_mb": point.growth_mb,
                      "analytic_memory_mb": point.analytic_mb, "peak_memory_kind": point.memory_kind,
-                     "memory_slope_ratio": point.slope_ratio, "threads": raw.get("threads")}
+                     "memory_slope_ratio": point.slope_ratio, "threads": raw.get("threads"),
+                     "malloc_mmap_threshold": raw.get("malloc_mmap_threshold"),
+                     "rss_parts_mb": {"before": raw.get("rss_before_mb"), "after": raw.get("rss_after_mb")}}
     record.train = {"steps": opts.steps, "warmup_steps": opts.warmup, "final_loss": raw.get("final_loss")}
     return record
 
@@ -354,6 +371,7 @@ def profile_method(method: str, opts: ProfileOptions) -> int:
     device = select_device(configs[0].pretrain.device)
     spath = str(suite_path(opts.suite))
     code = code_info()
+    child_env = {"MALLOC_MMAP_THRESHOLD_": str(EXACT_HEAP_THRESHOLD)} if opts.exact_heap else {}
     err.print(f"[bold]profile {method}[/bold] on [bold]{base.suite}[/bold] ({device}): {key} = "
               f"{', '.join(map(str, values))}; {opts.warmup} warm-up + {opts.steps} timed steps per point")
 
@@ -374,7 +392,7 @@ def profile_method(method: str, opts: ProfileOptions) -> int:
                 "plugin_dirs": list(_extra_plugin_dirs), "memory_limit_mb": opts.memory_limit_mb}
         err.print(f"  [{i}/{len(values)}] {key}={n} ...", end=" ")
         try:
-            point = _point_from_result(n, cfg.pretrain.batch_size, run_point_process(spec))
+            point = _point_from_result(n, cfg.pretrain.batch_size, run_point_process(spec, child_env))
         except KeyboardInterrupt:
             point = Point(negatives=n, batch_size=cfg.pretrain.batch_size, status="interrupted",
                           error="interrupted by the user")
