@@ -242,6 +242,11 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e12" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"Bad value for '{key}': {value!r} is not a number")
     if hint is str:
         if isinstance(value, str):
