@@ -23,7 +23,11 @@ PLAN: list[tuple[str, str, tuple[int, ...]]] = [
     ("simclr", "digits-fewshot", (0,)),
     ("simclr", "mnist-linear-small", (0,)),
 ]
-RULES = ("top1:1.0", "*.acc@*:2.0")
+# Thresholds in accuracy points. On the machine that wrote the baseline the runs are bitwise
+# identical (+0.00 everywhere); on another CPU, float-order differences act like a new seed, and
+# the seed spread measured here is up to 1.7 points (simclr digits-linear linear.top1, seeds 0/1),
+# more for few-shot points. Single-seed entries get no spread allowance, hence these margins.
+RULES = ("top1:2.0", "*.acc@*:4.0")
 BASELINE = Path("results/baselines/cpu-2core.json")
 
 
