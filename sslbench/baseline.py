@@ -223,19 +223,9 @@ def write_baseline(records: list[dict[str, Any]], path: str | Path, hardware_cla
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
-    import os
-    import tempfile
+    from .records import write_text_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:

@@ -222,7 +222,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"Bad value for '{key}': expected {len(args)} items, got {len(value)}")
-            return tuple(coerce(v, a, key) for v, a in zip(value, args))
+            return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
         inner = args[0] if args else Any
         return origin(coerce(v, inner, key) for v in value)
     if origin is dict or hint is dict:

@@ -302,7 +302,7 @@ class Trainer:
         return res
 
     def _train_step(self, batch: Batch) -> float:
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             g["lr"] = base * lr_factor(self.step, self.total_steps, self.warmup, self.cfg.schedule)
         self.method.train()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):

@@ -75,8 +75,8 @@ class RunRecord:
         return asdict(self)
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``.
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
     A crash leaves either the old file or no file, never a truncated one; readers
     ignore the ``.tmp`` leftovers.
@@ -84,10 +84,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; records are shared like any output file
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -98,6 +100,11 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
             pass
         raise
     return path
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
+    """JSON through :func:`write_text_atomic` (serialised first, so a bad value never touches the file)."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

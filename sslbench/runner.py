@@ -22,7 +22,7 @@ from .config import RunConfig, config_hash, resolved_dict
 from .data import load_dataset
 from .data.base import Split
 from .engine import Trainer, TrainResult, seed_everything, select_device
-from .plugins import PROTOCOLS, METHODS
+from .plugins import METHODS, PROTOCOLS
 from .protocols.base import EvalContext
 from .provenance import code_info, environment_info, hardware_info, peak_memory_mb
 from .records import Metric, RunRecord, save_record

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.base import DataInfo, Split
-from ..records import Metric
 from ..engine import channels_last
+from ..records import Metric
 from ..views.image import eval_batch, eval_transform
 
 
