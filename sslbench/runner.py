@@ -25,7 +25,7 @@ from .engine import Trainer, TrainResult, seed_everything, select_device
 from .plugins import METHODS, PROTOCOLS
 from .protocols.base import EvalContext
 from .provenance import code_info, environment_info, hardware_info, peak_memory_mb
-from .records import Metric, RunRecord, save_record
+from .records import RunRecord, save_record
 
 
 @dataclass
@@ -137,4 +137,4 @@ def _finish(record: RunRecord, result: TrainResult, device: torch.device, t_star
         record.status, record.error = "failed", "no metrics were produced"
 
 
-__all__ = ["execute", "RunOptions", "Metric"]
+__all__ = ["execute", "load_run_data", "RunOptions"]

@@ -7,7 +7,6 @@ the seeds, its version and its published reference. Errors name the file and lin
 
 from __future__ import annotations
 
-from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,4 +187,4 @@ def suite_summary(name: str) -> dict:
         "dataset": (data.get("dataset") or {}).get("name"), "encoder": data.get("encoder")}
 
 
-__all__ = ["load_suite", "build_run_config", "suite_summary", "is_dataclass"]
+__all__ = ["load_suite", "build_run_config", "suite_summary"]
