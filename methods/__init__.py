@@ -5,4 +5,6 @@ BUILTINS = {
     "moco": "sslbench_methods.moco:MoCo",
     "instdisc": "sslbench_methods.instdisc:InstDisc",
     "baseline": "sslbench_methods.baseline:Baseline",
+    "dgi": "sslbench_methods.dgi:DGI",
+    "grace": "sslbench_methods.grace:GRACE",
 }

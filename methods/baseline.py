@@ -4,6 +4,10 @@
   run seed); the frozen features are the encoder's output.
 - ``baseline.pixels``: the raw pixels, flattened (the evaluation view: scaled to [0, 1]
   and normalised with the data set's mean and std), C*H*W features; the encoder is unused.
+  On a graph: the raw node features X (N x F, row-normalised as loaded).
+
+Both serve every modality: on a graph suite ``baseline.random`` is the suite's GCN at its
+random initialisation, the floor DGI's paper also reports ("Random-Init", Table 2).
 
 These methods have nothing to train. Run them with zero pretraining epochs::
 
@@ -34,7 +38,7 @@ from sslbench.plugins import register_method
 
 @register_method("baseline", variants={"random": dict(), "pixels": dict(pixels=True)})
 class Baseline(Method):
-    modality = "image"
+    modality = "any"
     version = 1
 
     @dataclass
@@ -44,7 +48,7 @@ class Baseline(Method):
     def setup(self) -> None:
         if self.cfg.pixels:
             d = self.data
-            self.feature_dim = int(d.channels * d.image_size * d.image_size)
+            self.feature_dim = d.num_features if d.modality == "graph" else int(d.channels * d.image_size ** 2)
         self._warned = False
 
     def training_step(self, batch: Batch) -> StepOutput:
@@ -52,11 +56,15 @@ class Baseline(Method):
             warnings.warn("baseline methods have nothing to pretrain; run them with --set pretrain.epochs=0 "
                           "(these steps leave the weights unchanged)", stacklevel=2)
             self._warned = True
-        device = batch.views[0].device if batch.views else None
+        first = batch.views[0] if batch.views else None
+        device = first.x.device if first is not None and not isinstance(first, torch.Tensor) else \
+            (first.device if first is not None else None)
         return StepOutput(loss=torch.zeros((), device=device, requires_grad=True))
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):  # a graph
+            return x.x.float() if self.cfg.pixels else self.encoder(x.x, x.edge_index)
         return self.finetune_features(x)
 
     def finetune_features(self, x: torch.Tensor) -> torch.Tensor:

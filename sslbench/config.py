@@ -42,7 +42,7 @@ class EncoderConfig:
 class PretrainConfig:
     epochs: float = 10  # 0: no pretraining, the randomly initialised encoder (a floor)
     batch_size: int = 256
-    optimizer: str = "adamw"  # adamw | sgd | lars
+    optimizer: str = "adamw"  # adamw | adam (coupled L2) | sgd | lars
     lr: float = 1e-3  # base learning rate at batch 256 when lr_scaling == "linear"
     lr_scaling: str = "none"  # none | linear (lr * batch / 256) | sqrt
     weight_decay: float = 1e-6
@@ -55,6 +55,9 @@ class PretrainConfig:
     num_workers: int = 0  # DataLoader workers for per-sample views of on-disk data sets
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
+    # stop once the epoch's mean training loss has not improved for this many epochs and restore the
+    # weights of the best epoch (DGI's early stopping, patience 20); 0: train for ``epochs``
+    early_stop_patience: int = 0
 
 
 @dataclass
@@ -72,6 +75,18 @@ class ImageViewConfig:
     blur_kernel_frac: float = 0.1  # kernel = 10% of the image side
     solarize_p: float = 0.0
     backend: str = "auto"  # auto | batched (kornia, on the device) | per_sample (torchvision v2 in workers)
+
+
+@dataclass
+class GraphViewConfig:
+    """Graph views (Zhu et al. 2020, GRACE Sec. 3.2): edge dropping and feature masking, one value per view.
+
+    A list gives each view its own probability (GRACE's p_e,1 / p_e,2 and p_f,1 / p_f,2); one value is
+    used by every view. DGI's corruption (feature-row shuffling) is the method's own negative, not a view.
+    """
+
+    drop_edge: list[float] = field(default_factory=lambda: [0.0])  # P(an edge is removed)
+    mask_feature: list[float] = field(default_factory=lambda: [0.0])  # P(a feature dimension is zeroed)
 
 
 PROTOCOL_CONFIGS: dict[str, type] = {}  # filled by protocol registration
@@ -96,6 +111,9 @@ class RunConfig:
 # Keys that change how a run executes but not what it computes; left out of the hash.
 RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pretrain.device",
                 "pretrain.threads"}
+# Keys added after results were first recorded, with their defaults: left out of the hash while they
+# hold that default, so adding an option does not orphan every earlier record and baseline.
+LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0}
 
 
 def to_dict(cfg: Any) -> Any:
@@ -117,9 +135,11 @@ def resolved_dict(cfg: RunConfig) -> dict:
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """12 hex digits of sha256 over the resolved config without seed and runtime-only keys."""
+    """12 hex digits of sha256 over the resolved config without seed, runtime-only keys and late keys at
+    their defaults (:data:`LATE_DEFAULTS`)."""
     flat = flatten(resolved_dict(cfg))
-    kept = {k: v for k, v in flat.items() if k not in RUNTIME_KEYS}
+    kept = {k: v for k, v in flat.items()
+            if k not in RUNTIME_KEYS and not (k in LATE_DEFAULTS and v == LATE_DEFAULTS[k])}
     blob = json.dumps(kept, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -20,12 +20,13 @@ from .data.base import DataInfo
 class Batch:
     """One training batch.
 
-    views:  list of V tensors, each B x C x H x W (images; other modalities their own shapes)
-    index:  int64 B, the samples' positions in the training split (memory banks)
+    views:  list of V views: image tensors B x C x H x W; for a transductive graph, V torch_geometric
+            ``Data`` (x N x F, edge_index 2 x E) of the whole graph (other modalities their own types)
+    index:  int64 B, the samples' positions in the training split (memory banks); graphs: arange(N)
     labels: int64 B, only for methods with ``needs_labels``
     """
 
-    views: list[torch.Tensor]
+    views: list[Any]
     index: torch.Tensor
     labels: torch.Tensor | None = None
 
@@ -41,7 +42,7 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     variant: str | None = None
-    modality: ClassVar[str] = "image"
+    modality: ClassVar[str] = "image"  # image | audio | text | graph | any (the floors)
     version: ClassVar[int] = 1  # bump when behaviour changes; recorded in every result
     needs_labels: ClassVar[bool] = False
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -75,9 +76,12 @@ class Method(nn.Module):
         """Called after each optimiser step (momentum updates, enqueueing)."""
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Frozen features for every protocol: B x ... -> B x feature_dim (encoder output, no head)."""
-        return self.encoder(x)
+    def embed(self, x: Any) -> torch.Tensor:
+        """Frozen features for every protocol (encoder output, no head): images B x C x H x W -> B x feature_dim;
+        a graph (torch_geometric ``Data``) -> N x feature_dim, one row per node."""
+        if isinstance(x, torch.Tensor):
+            return self.encoder(x)
+        return self.encoder(x.x, x.edge_index)
 
     def num_negatives(self, batch_size: int) -> int:
         """Negatives per anchor in one step at ``batch_size``: what ``profile`` sweeps."""

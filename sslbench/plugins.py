@@ -76,6 +76,7 @@ BUILTIN_PROTOCOLS = {
     "few_shot": "sslbench.protocols.few_shot:FewShot",
     "noisy_label": "sslbench.protocols.noisy_label:NoisyLabel",
     "finetune": "sslbench.protocols.finetune:Finetune",
+    "logreg": "sslbench.protocols.logreg:LogRegProbe",
 }
 
 _extra_plugin_dirs: list[str] = []

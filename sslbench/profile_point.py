@@ -215,7 +215,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                   "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
     median = statistics.median(times) if times else float("nan")
     return {**setup, "status": "ok", "step_s": times, "median_step_s": median,
-            "samples_per_s": bs / median if median > 0 else None, "baseline_mb": baseline, "peak_mb": peak,
+            "samples_per_s": trainer.source.samples_per_step / median if median > 0 else None, "baseline_mb": baseline, "peak_mb": peak,
             "growth_mb": peak - baseline, "memory_kind": kind, "final_loss": losses[-1] if losses else None,
             **detail}
 

@@ -42,6 +42,8 @@ def subset(split: Split, n: int | None, seed: int = 0) -> Split:
     if n is None or n >= len(split):
         return split
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if split.graph is not None:  # fewer labelled nodes; the graph itself stays whole
+        return Split(labels=split.labels[idx], graph=split.graph, nodes=split.nodes[idx], extra=split.extra)
     if split.in_memory:
         return Split(labels=split.labels[idx], images=split.images[idx])
     return Split(labels=split.labels[idx], dataset=torch.utils.data.Subset(split.dataset, idx.tolist()))
@@ -133,6 +135,8 @@ def _finish(record: RunRecord, result: TrainResult, device: torch.device, t_star
     record.train = {"steps": result.steps, "total_steps": result.total_steps, "epochs": round(result.epochs, 4),
                     "final_loss": result.final_loss, "resumed_from": result.resumed_from,
                     "loss_history": result.loss_history}
+    if result.early_stopping:
+        record.train["early_stopping"] = result.early_stopping
     if record.status == "ok" and not record.metrics and cfg.protocols:
         record.status, record.error = "failed", "no metrics were produced"
 

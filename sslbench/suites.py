@@ -12,14 +12,14 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, ImageViewConfig, RunConfig, apply_override, update_dataclass
+from .config import ConfigError, GraphViewConfig, ImageViewConfig, RunConfig, apply_override, update_dataclass
 from .errors import SSLBenchError
 from .plugins import PROTOCOLS, SUITES, load_method_class
 from .registry import unknown_message
 
 SUITE_KEYS = ("suite", "version", "modality", "description", "include", "dataset", "encoder", "pretrain",
               "views", "methods", "protocols", "seeds", "reference")
-VIEW_CONFIGS: dict[str, type] = {"image": ImageViewConfig}  # audio, text, graph add theirs
+VIEW_CONFIGS: dict[str, type] = {"image": ImageViewConfig, "graph": GraphViewConfig}  # audio and text add theirs
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
@@ -107,7 +107,7 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
     data, where = load_suite(suite)
     cfg = RunConfig(method=method, suite=str(data["suite"]), suite_version=int(data.get("version", 1)),
                     modality=str(data.get("modality", "image")), reference=data.get("reference"))
-    if cls.modality != cfg.modality:
+    if cls.modality not in (cfg.modality, "any"):
         raise SSLBenchError(f"Method '{method}' is for {cls.modality} data but suite '{cfg.suite}' is {cfg.modality}")
     view_cls = VIEW_CONFIGS.get(cfg.modality)
     cfg.views = view_cls() if view_cls else None

@@ -1,8 +1,9 @@
-"""Encoder factory: timm for images (plus a CIFAR stem and a small CPU-sized CNN).
+"""Encoder factory: timm for images (plus a CIFAR stem and a small CPU-sized CNN), GCN for graphs.
 
-``build_encoder(cfg, data) -> (module, feature_dim)``; the module maps a batch
-B x C x H x W to B x feature_dim pooled features (no classifier). Audio (CPC),
-text (transformers) and graph (GCN) encoders join this factory by name.
+``build_encoder(cfg, data) -> (module, feature_dim)``. An image encoder maps a batch
+B x C x H x W to B x feature_dim pooled features (no classifier); a graph encoder maps
+(x N x F, edge_index 2 x E) to N x feature_dim node embeddings. Audio (CPC) and text
+(transformers) encoders join this factory by name.
 """
 
 from __future__ import annotations
@@ -41,6 +42,43 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"prelu": nn.PReLU, "relu": nn.ReLU, "elu": nn.ELU,
+                                                   "identity": nn.Identity}
+
+
+class GCN(nn.Module):
+    """Graph convolutional network (Kipf & Welling 2017, arXiv 1609.02907), torch_geometric's ``GCNConv``:
+    per layer H' = act(D^-1/2 (A + I) D^-1/2 H W + b), each layer with its own activation module.
+
+    x N x F, edge_index 2 x E -> N x dims[-1]. DGI: dims (512,), PReLU; GRACE: (2d, d), ReLU.
+    """
+
+    def __init__(self, in_dim: int, dims: tuple[int, ...] = (512,), activation: str = "prelu"):
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+
+        if activation not in ACTIVATIONS:
+            raise UnknownNameError(unknown_message("activation", activation, list(ACTIVATIONS))
+                                   + " (in encoder.options.activation)")
+        sizes = (in_dim, *dims)
+        self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.acts = nn.ModuleList(ACTIVATIONS[activation]() for _ in dims)
+        self.num_features = sizes[-1]
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.acts, strict=True):
+            x = act(conv(x, edge_index))
+        return x
+
+
+def _gcn(data: DataInfo, options: dict) -> nn.Module:
+    unknown = set(options) - {"dims", "activation"}
+    if unknown:
+        raise UnknownNameError(f"Unknown option '{sorted(unknown)[0]}' for encoder gcn. Valid: dims, activation")
+    return GCN(data.num_features, tuple(int(d) for d in options.get("dims", (512,))),
+               str(options.get("activation", "prelu")))
+
+
 def _timm(name: str) -> Callable[[DataInfo, dict], nn.Module]:
     def make(data: DataInfo, options: dict) -> nn.Module:
         return timm.create_model(name, pretrained=False, num_classes=0, in_chans=data.channels, **options)
@@ -72,11 +110,17 @@ ENCODERS: dict[str, Callable[[DataInfo, dict], nn.Module]] = {
     "resnet50": _timm("resnet50"),
     "resnet18-cifar": _timm_cifar_stem("resnet18"),
     "resnet50-cifar": _timm_cifar_stem("resnet50"),
+    "gcn": _gcn,
 }
+GRAPH_ENCODERS = ("gcn",)
 
 
 def build_encoder(cfg: EncoderConfig, data: DataInfo) -> tuple[nn.Module, int]:
     """Build the encoder named in ``cfg`` for ``data``; any other timm model name works too."""
+    if (data.modality == "graph") != (cfg.name in GRAPH_ENCODERS):
+        valid = GRAPH_ENCODERS if data.modality == "graph" else [n for n in ENCODERS if n not in GRAPH_ENCODERS]
+        raise UnknownNameError(f"Encoder '{cfg.name}' does not take {data.modality} data ({data.name}). "
+                               f"Valid: {', '.join(valid)}")
     if cfg.name in ENCODERS:
         model = ENCODERS[cfg.name](data, dict(cfg.options))
     elif timm.is_model(cfg.name):

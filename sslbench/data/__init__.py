@@ -1,6 +1,6 @@
 """Data sets by name: ``load_dataset("cifar10", ["train", "test"], root)``.
 
-Each modality keeps its loaders in its own module (``image.py``; audio, text and graph
+Each modality keeps its loaders in its own module (``image.py``, ``graph.py``; audio and text
 modules add theirs to :data:`DATASETS`). A loader is
 ``load_X(root, splits, download=False, **options) -> (DataInfo, {split: Split})``.
 """
@@ -15,12 +15,13 @@ from typing import Any
 
 from ..errors import UnknownNameError
 from .base import DataInfo, Split
+from .graph import GRAPH_DATASETS
 from .image import IMAGE_DATASETS
 from .root import cache_dir, data_root
 
 Loader = Callable[..., tuple[DataInfo, dict[str, Split]]]
 
-DATASETS: dict[str, Loader] = {**IMAGE_DATASETS}
+DATASETS: dict[str, Loader] = {**IMAGE_DATASETS, **GRAPH_DATASETS}
 
 
 def get_loader(name: str) -> Loader:

@@ -44,12 +44,20 @@ class EvalContext:
     seed: int = 0
     batch_size: int = 512
     _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _graph_cache: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def features(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen features N x D (float32, on CPU) and labels N of a split, computed once."""
+        """Frozen features N x D (float32, on CPU) and labels N of a split, computed once. For a graph's
+        node splits, one forward pass over the whole graph serves every split (rows ``split.nodes``)."""
         if split not in self._cache:
-            self._cache[split] = (extract_features(self.method, self.splits[split], self.data, self.device,
-                                                   self.batch_size), self.splits[split].labels.clone())
+            s = self.splits[split]
+            if s.graph is not None:
+                if id(s.graph) not in self._graph_cache:
+                    self._graph_cache[id(s.graph)] = embed_graph(self.method, s.graph, self.device)
+                feats = self._graph_cache[id(s.graph)][s.nodes]
+            else:
+                feats = extract_features(self.method, s, self.data, self.device, self.batch_size)
+            self._cache[split] = (feats, s.labels.clone())
         return self._cache[split]
 
 
@@ -73,6 +81,18 @@ def extract_features(method: Any, split: Split, data: DataInfo, device: torch.de
     finally:
         method.train(was_training)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_graph(method: Any, graph: Any, device: torch.device) -> torch.Tensor:
+    """``method.embed`` in eval mode over a whole graph (x N x F, edge_index 2 x E) -> N x D on CPU."""
+    was_training = method.training
+    method.eval()
+    try:
+        g = type(graph)(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes).to(device)
+        return method.embed(g).float().cpu()
+    finally:
+        method.train(was_training)
 
 
 class _Mapped(torch.utils.data.Dataset):

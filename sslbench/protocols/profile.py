@@ -364,8 +364,9 @@ def profile_method(method: str, opts: ProfileOptions) -> int:
     root = data_root(opts.data_dir)
     info, splits = load_run_data(configs[0], RunOptions(data_root=root))
     train_size = len(subset(splits[configs[0].dataset.train], configs[0].dataset.max_train_samples))
+    transductive = splits[configs[0].dataset.train].graph is not None  # every step is the whole graph
     for n, cfg in zip(values, configs, strict=True):
-        if cfg.pretrain.batch_size > train_size:
+        if not transductive and cfg.pretrain.batch_size > train_size:
             raise ConfigError(f"Batch {cfg.pretrain.batch_size} (negatives {n}) exceeds the {train_size} "
                               f"training samples of suite '{cfg.suite}'")
     device = select_device(configs[0].pretrain.device)
