@@ -113,7 +113,7 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
                 "pretrain.threads"}
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
-LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0}
+LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False}
 
 
 def to_dict(cfg: Any) -> Any:

@@ -94,3 +94,4 @@ def test_non_editable_install_finds_builtin_methods_and_suites(tmp_path: Path):
     assert p.returncode == 0, p.stderr
     assert str(target) in p.stdout  # imported from the installed copy, not the checkout
     assert "'simclr'" in p.stdout and "'digits-linear'" in p.stdout and "'cifar10-linear'" in p.stdout
+    assert "'dgi'" in p.stdout and "'grace'" in p.stdout and "'cora-dgi'" in p.stdout  # suites/graph too

@@ -245,7 +245,8 @@ def point_record(point: Point, cfg: Any, cls: type, info: Any, device: torch.dev
         error=error, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance,
     )
     if point.status == "ok":
-        for mname, value, higher, unit in (("samples_per_s", point.samples_per_s, True, "samples/s"),
+        per_s = "nodes/s" if info.modality == "graph" else "samples/s"  # a graph step processes its N nodes
+        for mname, value, higher, unit in (("samples_per_s", point.samples_per_s, True, per_s),
                                            ("step_ms", point.step_ms, False, "ms"),
                                            ("peak_memory_mb", point.peak_mb, False, "MB"),
                                            ("memory_growth_mb", point.growth_mb, False, "MB"),
