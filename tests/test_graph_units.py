@@ -151,7 +151,7 @@ def test_dgi_discriminator_and_loss_match_the_paper(n, d):
 def _naive_grace(u, v, t):
     """GRACE Eq. 1 and 2 with loops: theta = cosine similarity; J = 1/2N sum_i [l(u_i, v_i) + l(v_i, u_i)]."""
     def cos(a, b):
-        return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+        return sum(x * y for x, y in zip(a, b, strict=True)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
     def ell(a, b, i):
         pos = math.exp(cos(a[i], b[i]) / t)
