@@ -285,13 +285,15 @@ class EarlyStopping:
                 "stopped_at_epoch": self.stopped_at}
 
     def state(self) -> dict:
-        return {**self.summary(), "bad_epochs": self.bad_epochs, "best_state": self.best_state}
+        return {**self.summary(), "bad_epochs": self.bad_epochs, "best_state": self.best_state,
+                "epoch_sum": self._sum, "epoch_count": self._count}
 
     def load(self, state: dict | None) -> None:
         if state:
             self.best_loss, self.best_epoch = state["best_loss"], state["best_epoch"]
             self.bad_epochs, self.stopped_at = state["bad_epochs"], state["stopped_at_epoch"]
             self.best_state = state["best_state"]
+            self._sum, self._count = state.get("epoch_sum", 0.0), state.get("epoch_count", 0)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -367,6 +369,8 @@ class Trainer:
                     last_loss = self._train_step(batch)
                     self.step += 1
                     self.early.add(last_loss)
+                    if self.step % spe == 0:  # before the checkpoint below, so that it holds this epoch
+                        self.early.end_epoch(self.step // spe, self.method)
                     if not math.isfinite(last_loss):
                         res.status, res.error = "diverged", f"loss became {last_loss} at step {self.step}"
                         break
@@ -375,12 +379,10 @@ class Trainer:
                     bar.update(self.step, last_loss)
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         self._save()
-                    if self.step >= self.total_steps:
+                    if self.step >= self.total_steps or self.early.stopped:
                         break
-                if res.status != "ok":
+                if res.status != "ok" or self.early.stopped:
                     break
-                if self.step % spe == 0:
-                    self.early.end_epoch(self.step // spe, self.method)
         wall = time.perf_counter() - t0
         if res.status == "ok":
             if self.early.enabled:

@@ -14,8 +14,9 @@ A reference file holds the numbers of one paper or project::
 
 :func:`load_references` flattens a file or a folder of them into a frame with one row
 per published number: file, anchor, suite, method, metric, value, source, table,
-protocol (a one-line summary of the entry's protocol and the result's own details such
-as epochs and batch), status, unverified (status contains "to verify") and note.
+std (the published +- where the source gives one, else NaN), protocol (a one-line summary of the
+entry's protocol and the result's own details such as epochs and batch), status, unverified
+(status contains "to verify") and note.
 
 :func:`match_references` pairs them with reproduced aggregates (:func:`sslbench.compare.aggregate`)
 by (suite, method, metric). A suite matches by name, or through the ``suite.reference``
@@ -46,6 +47,7 @@ REFERENCE_COLUMNS: tuple[str, ...] = (
     "method",
     "metric",
     "value",
+    "std",
     "source",
     "table",
     "protocol",
@@ -55,7 +57,7 @@ REFERENCE_COLUMNS: tuple[str, ...] = (
 )
 
 # result fields that describe the protocol of that one number (the rest are named columns)
-_RESULT_FIELDS = {"method", "metric", "value", "status", "table", "note", "source"}
+_RESULT_FIELDS = {"method", "metric", "value", "std", "status", "table", "note", "source"}
 
 
 def _summary(details: dict[str, Any]) -> str:
@@ -126,6 +128,7 @@ def load_references(path: str | Path = DEFAULT_REFERENCE_DIR) -> pd.DataFrame:
                         "method": str(res["method"]),
                         "metric": str(res["metric"]),
                         "value": value,
+                        "std": float(res["std"]) if res.get("std") is not None else math.nan,
                         "source": str(source),
                         "table": str(res.get("table") or entry.get("table") or ""),
                         "protocol": _summary({**protocol, **extra}),
@@ -218,6 +221,8 @@ def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool 
             inside = abs(diff) <= r["interval"]
             diff_text += " (inside the interval)" if inside else " (outside the interval)"
         published = f"{r['ref_value']:.2f}"
+        if math.isfinite(r["ref_std"]):
+            published += f" ± {r['ref_std']:.2f}"
         if r["ref_unverified"]:
             published += f" {UNVERIFIED}"
         if r["ref_index"] not in footnotes:

@@ -237,3 +237,50 @@ def test_amazon_npz_through_the_same_loader(tmp_path: Path):
     assert torch.allclose(row_sums[row_sums > 0], torch.ones(int((row_sums > 0).sum())))
     ei = g.edge_index
     assert set(map(tuple, ei.T.tolist())) == set(map(tuple, ei.flip(0).T.tolist()))  # made undirected
+
+
+@needs_cora
+def test_graph_training_resumes_exactly_with_early_stopping_state(tmp_path: Path):
+    """GRACE's views and DGI-style early stopping replay exactly after an interruption: the resumed run ends
+    on the same step, best epoch and weights as an uninterrupted one."""
+    from sslbench.components.encoders import build_encoder
+    from sslbench.engine import Trainer, seed_everything
+    from sslbench.suites import build_run_config
+
+    cfg, cls, _ = build_run_config("grace", "cora-grace", [
+        ("pretrain.epochs", 40), ("pretrain.early_stop_patience", 3), ("pretrain.checkpoint_every", 1),
+        ("encoder.options.dims", [32, 16]), ("method.proj_hidden_dim", 16), ("pretrain.lr", 0.05)])
+    info, splits = load_dataset("cora", ["train"], SHARED_DATA, split="random")
+
+    def trainer(ckpt: Path) -> Trainer:
+        seed_everything(0)
+        enc, dim = build_encoder(cfg.encoder, info)
+        method = cls(cfg.method_config, enc, dim, info, len(splits["train"]))
+        return Trainer(method, splits["train"], info, cfg.views, cfg.pretrain, 0, torch.device("cpu"),
+                       checkpoint=ckpt, progress=False, config_hash="h")
+
+    ref = trainer(tmp_path / "ref.pt")
+    ref_result = ref.fit()
+    # interrupted right after the best epoch: its weights can only come back through the checkpoint
+    cut = ref_result.early_stopping["best_epoch"]
+    assert 1 <= cut < ref_result.steps, ref_result
+
+    class Interrupted(Trainer):
+        def _train_step(self, batch):
+            if self.step == cut:
+                raise KeyboardInterrupt
+            return super()._train_step(batch)
+
+    seed_everything(0)
+    first = trainer(tmp_path / "cut.pt")
+    first.__class__ = Interrupted
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = trainer(tmp_path / "cut.pt")
+    assert resumed.resume() == cut  # the checkpoint written after step `cut`
+    result = resumed.fit()
+    assert result.early_stopping == ref_result.early_stopping
+    assert result.early_stopping["stopped_at_epoch"] is not None  # the high lr makes it stop early
+    assert result.steps == ref_result.steps < 40
+    for (k, a), b in zip(ref.method.state_dict().items(), resumed.method.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
