@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import parse_set
-from .runner import RunOptions, execute, load_run_data
+from .runner import RunOptions, execute, preflight
 from .suites import build_run_config, load_suite
 
 
@@ -25,7 +25,7 @@ def run_method(method: str, suite: str, seeds: tuple[int, ...], sets: tuple[str,
     configs = [build_run_config(method, suite, overrides, seed) for seed in seeds]
     opts = RunOptions(out_dir=out_dir, data_root=data_root(data_dir), download=download, resume=resume,
                       progress=not quiet)
-    load_run_data(configs[0][0], opts)  # a missing data set fails here, before any output
+    preflight(*configs[0][:2], opts)  # a missing data set or a bad encoder/method/view option fails here
     code = 0
     for cfg, cls, _ in configs:
         console.print(f"[bold]{cfg.method}[/bold] on [bold]{cfg.suite}[/bold] v{cfg.suite_version} "

@@ -64,6 +64,25 @@ def load_run_data(cfg: RunConfig, opts: RunOptions):
     return _DATA[key]
 
 
+def preflight(cfg: RunConfig, method_cls: type, opts: RunOptions) -> None:
+    """Load the data and build the encoder, the method and its view recipes once, so that a bad option
+    (an encoder that does not take this modality, a method option, a view list of the wrong length)
+    fails with one line before any run prints or writes anything. The run itself rebuilds all of it."""
+    info, splits = load_run_data(cfg, opts)
+    train = subset(splits[cfg.dataset.train], cfg.dataset.max_train_samples)
+    with torch.random.fork_rng(devices=[]):
+        encoder, dim = build_encoder(cfg.encoder, info)
+        method = method_cls(cfg.method_config, encoder, dim, info, len(train))
+        recipes = method.views(cfg.views)
+    if train.graph is not None:
+        from .config import GraphViewConfig
+        from .views.graph import view_recipes
+
+        for r in recipes:
+            if isinstance(r, GraphViewConfig):
+                view_recipes(r, len(recipes))
+
+
 def work_dir(opts: RunOptions, cfg: RunConfig, chash: str) -> Path:
     return opts.out_dir / ".work" / f"{cfg.method}-{cfg.suite}-{chash}-s{cfg.seed}"
 
@@ -141,4 +160,4 @@ def _finish(record: RunRecord, result: TrainResult, device: torch.device, t_star
         record.status, record.error = "failed", "no metrics were produced"
 
 
-__all__ = ["execute", "load_run_data", "RunOptions"]
+__all__ = ["execute", "load_run_data", "preflight", "RunOptions"]

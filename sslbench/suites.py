@@ -133,7 +133,18 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
     cfg.seed = int(seeds[0] if seed is None else seed)
     for key, value in overrides:
         apply_override(cfg, key, value)
+    _check_protocols_fit_modality(cfg)
     return cfg, cls, data
+
+
+def _check_protocols_fit_modality(cfg: RunConfig) -> None:
+    """Fine-tuning batches images: refuse it on a graph suite before anything runs."""
+    if cfg.modality != "graph":
+        return
+    for pname, pcfg in cfg.protocols.items():
+        if pname == "finetune" or getattr(pcfg, "head", "linear") == "finetune":
+            raise ConfigError(f"Protocol '{pname}' fine-tunes the encoder, which is not built for graph data yet "
+                              f"(suite '{cfg.suite}'); use logreg, linear, knn, few_shot or noisy_label with head: linear")
 
 
 def _protocols(items: list, where: dict) -> dict[str, Any]:

@@ -113,3 +113,12 @@ def test_cora_missing_offline_is_a_clear_error(tmp_path: Path):
                 "--data-dir", str(tmp_path))
     assert p.returncode == 2 and "Cora not found" in p.stderr and "--download" in p.stderr
     assert not list(tmp_path.glob("runs/*.json"))
+
+
+def test_finetune_is_refused_on_a_graph_suite_before_training(tmp_path: Path):
+    suite = tmp_path / "cora-ft.yaml"
+    suite.write_text("include: cora-dgi\nsuite: cora-ft\nprotocols:\n  - few_shot: {per_class: [5], head: finetune}\n")
+    p = run_cli("run", "dgi", "--suite", str(suite), "--quiet", "--out", str(tmp_path / "runs"))
+    assert p.returncode == 2
+    assert "Protocol 'few_shot' fine-tunes the encoder, which is not built for graph data yet" in p.stderr
+    assert not list(tmp_path.glob("runs/*.json"))

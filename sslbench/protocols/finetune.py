@@ -111,6 +111,11 @@ def finetune_and_test(ctx: EvalContext, train_idx: torch.Tensor, train_labels: t
 
     The original method is untouched; the RNG state of the caller is restored afterwards.
     """
+    if ctx.splits["train"].graph is not None:
+        from ..errors import ConfigError
+
+        raise ConfigError("Fine-tuning is not built for graph data yet (it batches images); on a graph use "
+                          "logreg, linear, knn, few_shot or noisy_label with head: linear")
     train_idx = torch.as_tensor(train_idx).long().cpu()
     train_labels = torch.as_tensor(train_labels).long().cpu()
     if len(train_idx) != len(train_labels) or len(train_idx) == 0:
