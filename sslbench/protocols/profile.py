@@ -273,12 +273,12 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def profile_table(points: list[Point], title: str):
-    """A rich Table: one row per point, sorted by negatives."""
+def profile_table(points: list[Point], title: str, rate: str = "samples"):
+    """A rich Table: one row per point, sorted by negatives (``rate``: what a step processes, samples or nodes)."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for col in ("negatives", "batch", "status", "samples/s", "step ms", "peak MB", "growth MB",
+    for col in ("negatives", "batch", "status", f"{rate}/s", "step ms", "peak MB", "growth MB",
                 "analytic MB", "meas/analytic slope"):
         table.add_column(col, justify="left" if col == "status" else "right")
     for p in sorted(points, key=lambda p: p.negatives):
@@ -289,7 +289,7 @@ def profile_table(points: list[Point], title: str):
     return table
 
 
-def plot_profile(points: list[Point], path: Path, title: str, key: str) -> Path:
+def plot_profile(points: list[Point], path: Path, title: str, key: str, rate: str = "samples") -> Path:
     """Two panels against the negatives (log2 x): samples/s; peak and growth memory with the analytic floor."""
     import matplotlib
 
@@ -300,7 +300,7 @@ def plot_profile(points: list[Point], path: Path, title: str, key: str) -> Path:
     ok = [p for p in pts if p.status == "ok"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot([p.negatives for p in ok], [p.samples_per_s for p in ok], "o-", color="C0")
-    ax1.set_ylabel("samples / s (median step)")
+    ax1.set_ylabel(f"{rate} / s (median step)")
     ax2.plot([p.negatives for p in ok], [p.peak_mb for p in ok], "o-", color="C1", label="peak")
     ax2.plot([p.negatives for p in ok], [p.growth_mb for p in ok], "s-", color="C2", label="growth (peak - baseline)")
     floor = [p for p in pts if p.analytic_mb is not None]
@@ -404,7 +404,8 @@ def profile_method(method: str, opts: ProfileOptions) -> int:
         points.append(point)
         save(point, cfg)
         if point.status == "ok":
-            err.print(f"[green]ok[/green] {point.samples_per_s:,.1f} samples/s, peak {point.peak_mb:,.1f} MB")
+            err.print(f"[green]ok[/green] {point.samples_per_s:,.1f} {'nodes' if info.modality == 'graph' else 'samples'}"
+                      f"/s, peak {point.peak_mb:,.1f} MB")
         else:
             colour = "yellow" if point.status == "oom" else "red"
             err.print(f"[{colour}]{point.status}[/{colour}] {point.error or ''}")
@@ -418,13 +419,14 @@ def profile_method(method: str, opts: ProfileOptions) -> int:
     out = Console()
     if not out.is_terminal:
         out.width = max(out.width, 132)  # the whole table in logs and pipes
-    out.print(profile_table(points, title))
+    rate = "nodes" if info.modality == "graph" else "samples"
+    out.print(profile_table(points, title, rate))
     ratio, peak_ratio = overall_ratio(points), overall_ratio(points, "peak_mb")
     if ratio is not None:
         ok = sorted((p for p in points if p.status == "ok"), key=lambda p: p.negatives)
         out.print(f"memory per extra negative, measured / analytic, {ok[0].negatives} -> {ok[-1].negatives}: "
                   f"growth {ratio:.2f}, peak {peak_ratio:.2f}", highlight=False)
     plot = opts.plot or opts.out_dir / f"profile-{method}-{base.suite}.png"
-    plot_profile(points, Path(plot), title, key)
+    plot_profile(points, Path(plot), title, key, rate)
     out.print(f"plot: {plot}\nrecords: {opts.out_dir} ({len(points)} written)", highlight=False)
     return 1 if any(p.status == "failed" for p in points) else 0
