@@ -59,20 +59,22 @@ def test_grace_loss_falls_and_beats_the_floor_on_the_random_split(tmp_path: Path
 
 
 @needs_cora
-def test_fewshot_and_noisy_label_protocols_on_node_embeddings(tmp_path: Path):
+def test_fewshot_noisy_label_and_knn_protocols_on_node_embeddings(tmp_path: Path):
     suite = tmp_path / "cora-eval.yaml"
     suite.write_text(
         "include: cora-dgi\nsuite: cora-eval\nversion: 1\n"
         "dataset: {name: cora, train: train, test: test, options: {split: random}}\n"
         "protocols:\n"
         "  - few_shot: {n: [], per_class: [1, 10], repeats: 3, epochs: 50}\n"
-        "  - noisy_label: {rates: [0.0, 0.4], modes: [symmetric], repeats: 2, epochs: 50}\n")
+        "  - noisy_label: {rates: [0.0, 0.4], modes: [symmetric], repeats: 2, epochs: 50}\n"
+        "  - knn: {k: 20, temperature: 0.1}\n")
     rec = _run(tmp_path / "runs", "baseline.random", str(suite), "pretrain.epochs=0")
     m = rec["metrics"]
     assert m["few_shot.acc@k1"]["n"] == 3 and m["few_shot.acc@k10"]["n"] == 3
     assert m["few_shot.acc@k10"]["value"] > m["few_shot.acc@k1"]["value"] + 10  # more labelled nodes help
     assert m["noisy_label.noise@sym0.4"]["value"] == pytest.approx(0.4, abs=0.01)
     assert m["noisy_label.acc@sym0"]["value"] > m["noisy_label.acc@sym0.4"]["value"]
+    assert m["knn.top1"]["value"] > 100 / 7 + 20  # well above chance over 7 classes
 
 
 @needs_cora
