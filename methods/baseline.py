@@ -56,10 +56,7 @@ class Baseline(Method):
             warnings.warn("baseline methods have nothing to pretrain; run them with --set pretrain.epochs=0 "
                           "(these steps leave the weights unchanged)", stacklevel=2)
             self._warned = True
-        first = batch.views[0] if batch.views else None
-        device = first.x.device if first is not None and not isinstance(first, torch.Tensor) else \
-            (first.device if first is not None else None)
-        return StepOutput(loss=torch.zeros((), device=device, requires_grad=True))
+        return StepOutput(loss=torch.zeros((), device=batch.index.device, requires_grad=True))
 
     @torch.no_grad()
     def embed(self, x) -> torch.Tensor:

@@ -207,17 +207,14 @@ class GraphBatchSource:
     steps_per_epoch = 1
 
     def __init__(self, split: Split, method: Method, views_cfg, seed: int, device: torch.device):
-        from .config import GraphViewConfig
-        from .views.graph import GraphView, view_recipes
+        from .views.graph import graph_inputs, resolve_views
 
         g = split.graph
-        self.graph = type(g)(x=g.x, edge_index=g.edge_index, num_nodes=g.num_nodes).to(device)
+        self.graph = graph_inputs(g, device)
         self.labels = g.y.to(device) if method.needs_labels else None
         self.seed, self.device = seed, device
         self.n = self.samples_per_step = int(g.num_nodes)
-        recipes = method.views(views_cfg)
-        self.views = [GraphView(view_recipes(r, len(recipes))[i] if isinstance(r, GraphViewConfig) else r)
-                      for i, r in enumerate(recipes)]
+        self.views = resolve_views(method.views(views_cfg))
 
     def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
         if start >= 1:

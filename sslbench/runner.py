@@ -75,12 +75,9 @@ def preflight(cfg: RunConfig, method_cls: type, opts: RunOptions) -> None:
         method = method_cls(cfg.method_config, encoder, dim, info, len(train))
         recipes = method.views(cfg.views)
     if train.graph is not None:
-        from .config import GraphViewConfig
-        from .views.graph import view_recipes
+        from .views.graph import resolve_views
 
-        for r in recipes:
-            if isinstance(r, GraphViewConfig):
-                view_recipes(r, len(recipes))
+        resolve_views(recipes)
 
 
 def work_dir(opts: RunOptions, cfg: RunConfig, chash: str) -> Path:

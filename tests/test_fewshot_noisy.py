@@ -12,8 +12,9 @@ from conftest import run_cli
 from sslbench.data.base import DataInfo, Split
 from sslbench.errors import ConfigError
 from sslbench.protocols.base import EvalContext
-from sslbench.protocols.few_shot import FewShot, standardize_subset
+from sslbench.protocols.few_shot import FewShot
 from sslbench.protocols.finetune import FinetuneConfig, finetune_and_test
+from sslbench.protocols.linear import standardize_subset
 from sslbench.protocols.noisy_label import NoisyLabel
 from sslbench.protocols.subsets import (
     MNIST_CONFUSION,

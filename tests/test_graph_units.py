@@ -205,8 +205,7 @@ def test_new_keys_leave_existing_config_hashes_unchanged():
     from sslbench.suites import build_run_config
 
     base = json.loads((Path(__file__).resolve().parents[1] / "results/baselines/cpu-2core.json").read_text())
-    entries = base["entries"] if isinstance(base, dict) and "entries" in base else base
-    recorded = {(e["suite"], e["method"]): e["config_hash"] for e in entries}
+    recorded = {(e["suite"], e["method"]): e["config_hash"] for e in base["entries"]}
     cfg, _, _ = build_run_config("simclr", "digits-linear")
     assert config_hash(cfg) == recorded[("digits-linear", "simclr")]
     cfg2, _, _ = build_run_config("simclr", "digits-linear", [("pretrain.early_stop_patience", 5)])

@@ -89,8 +89,9 @@ def embed_graph(method: Any, graph: Any, device: torch.device) -> torch.Tensor:
     was_training = method.training
     method.eval()
     try:
-        g = type(graph)(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes).to(device)
-        return method.embed(g).float().cpu()
+        from ..views.graph import graph_inputs
+
+        return method.embed(graph_inputs(graph, device)).float().cpu()
     finally:
         method.train(was_training)
 

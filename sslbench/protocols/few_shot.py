@@ -33,7 +33,7 @@ from ..plugins import register_protocol
 from ..records import Metric
 from .base import EvalContext, Protocol, topk_accuracy
 from .finetune import finetune_and_test
-from .linear import standardize, train_linear
+from .linear import standardize_subset, train_linear
 from .subsets import few_shot_indices, repeated_metric, subset_label
 
 HEADS = ("linear", "finetune")
@@ -42,19 +42,6 @@ HEADS = ("linear", "finetune")
 def probe_seed(run_seed: int, repeat: int) -> int:
     """Seed of the head trained on one repetition (the subset itself uses ``repeat`` alone)."""
     return int(run_seed) * 1000 + int(repeat)
-
-
-def standardize_subset(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """:func:`~sslbench.protocols.linear.standardize` with the subset's statistics; dimensions constant on
-    the subset become 0 everywhere (a few examples often leave e.g. border pixels all zero)."""
-    if len(train) < 2:  # one example: no spread to scale by
-        return [t - train.mean(0, keepdim=True) for t in (train, *others)]
-    out = standardize(train, *others)
-    dead = train.std(0) < 1e-6
-    if bool(dead.any()):
-        for t in out:
-            t[:, dead] = 0.0
-    return out
 
 
 @register_protocol("few_shot")
@@ -117,4 +104,4 @@ class FewShot(Protocol):
         return out
 
 
-__all__ = ["FewShot", "standardize_subset", "probe_seed"]
+__all__ = ["FewShot", "probe_seed"]

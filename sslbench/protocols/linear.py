@@ -46,6 +46,19 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     return [(t - mean) / std for t in (train, *others)]
 
 
+def standardize_subset(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`standardize` with the subset's statistics; dimensions constant on
+    the subset become 0 everywhere (a few examples often leave e.g. border pixels all zero)."""
+    if len(train) < 2:  # one example: no spread to scale by
+        return [t - train.mean(0, keepdim=True) for t in (train, *others)]
+    out = standardize(train, *others)
+    dead = train.std(0) < 1e-6
+    if bool(dead.any()):
+        for t in out:
+            t[:, dead] = 0.0
+    return out
+
+
 @register_protocol("linear")
 class LinearProbe(Protocol):
     version = 1
@@ -64,12 +77,7 @@ class LinearProbe(Protocol):
         c = self.cfg
         x_train, y_train = ctx.features("train")
         x_test, y_test = ctx.features("test")
-        if c.drop_constant:
-            from .few_shot import standardize_subset
-
-            x_train, x_test = standardize_subset(x_train, x_test)
-        else:
-            x_train, x_test = standardize(x_train, x_test)
+        x_train, x_test = (standardize_subset if c.drop_constant else standardize)(x_train, x_test)
         head = train_linear(x_train, y_train, ctx.data.num_classes, c.epochs, c.batch_size, c.lr,
                             c.weight_decay, ctx.seed)
         with torch.no_grad():

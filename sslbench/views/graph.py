@@ -67,6 +67,18 @@ def view_recipes(cfg: GraphViewConfig, num_views: int) -> list[GraphViewRecipe]:
     return [GraphViewRecipe(float(e), float(f)) for e, f in zip(out[0], out[1], strict=True)]
 
 
+def resolve_views(recipes: list) -> list[GraphView]:
+    """A method's ``views(base)`` output -> one :class:`GraphView` per view. Items may be the suite's
+    :class:`GraphViewConfig` (its lists give view i the i-th probabilities) or ready recipes."""
+    return [GraphView(view_recipes(r, len(recipes))[i] if isinstance(r, GraphViewConfig) else r)
+            for i, r in enumerate(recipes)]
+
+
+def graph_inputs(graph, device):
+    """The whole graph's x (N x F) and edge_index (2 x E) on ``device``, without labels or masks."""
+    return type(graph)(x=graph.x, edge_index=graph.edge_index, num_nodes=graph.num_nodes).to(device)
+
+
 class GraphView:
     """Applies one recipe to a graph: (x N x F, edge_index 2 x E) -> a new torch_geometric ``Data``."""
 
@@ -80,4 +92,5 @@ class GraphView:
                     edge_index=drop_edges(graph.edge_index, self.recipe.drop_edge), num_nodes=graph.num_nodes)
 
 
-__all__ = ["shuffle_rows", "drop_edges", "mask_features", "GraphViewRecipe", "GraphView", "view_recipes"]
+__all__ = ["shuffle_rows", "drop_edges", "mask_features", "GraphViewRecipe", "GraphView", "view_recipes",
+           "resolve_views", "graph_inputs"]
