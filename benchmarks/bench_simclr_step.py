@@ -1,7 +1,8 @@
 """Throughput of one SimCLR training step, three ways, in one run on one machine.
 
-1. sslbench end to end: the engine's BatchSource (batched per-sample views with kornia on
-   the device) feeding the Trainer's step: data, augmentation, forward, loss, backward, update.
+1. sslbench end to end: the run as ``sslbench run`` builds it (:func:`sslbench.build.build_run`),
+   the image modality's batches (per-sample views with kornia on the device) feeding
+   ``Trainer.train_step``: data, augmentation, forward, loss, backward, update.
 2. The floor: the same model, loss and optimiser on one fixed pre-augmented batch (no data,
    no augmentation): the best any pipeline could do.
 3. lightly (if installed): SimCLRTransform in a DataLoader, lightly's NTXentLoss, the same
@@ -23,10 +24,8 @@ import time
 import torch
 from PIL import Image
 
-from sslbench.components.encoders import build_encoder
+from sslbench.build import RunOptions, build_run
 from sslbench.config import parse_set
-from sslbench.engine import Trainer, select_device
-from sslbench.runner import RunOptions, load_run_data
 from sslbench.suites import build_run_config
 
 
@@ -44,25 +43,20 @@ def timed(step, warmup: int, steps: int, sync) -> list[float]:
 
 
 def make_trainer(args):
-    cfg, cls, _ = build_run_config("simclr", args.suite, parse_set(args.set + [f"pretrain.batch_size={args.batch}",
-                                                                               "pretrain.epochs=1000"]))
-    info, splits = load_run_data(cfg, RunOptions())
-    device = select_device(args.device)
-    torch.manual_seed(0)
-    encoder, dim = build_encoder(cfg.encoder, info)
-    method = cls(cfg.method_config, encoder, dim, info, len(splits[cfg.dataset.train]))
-    trainer = Trainer(method, splits[cfg.dataset.train], info, cfg.views, cfg.pretrain, 0, device, progress=False)
-    return cfg, info, splits[cfg.dataset.train], trainer, device
+    sets = args.set + [f"pretrain.batch_size={args.batch}", "pretrain.epochs=1000", f"pretrain.device={args.device}"]
+    cfg, cls, _ = build_run_config("simclr", args.suite, parse_set(sets), seed=0)
+    run = build_run(cfg, cls, RunOptions(progress=False))
+    return cfg, run.info, run.train, run.trainer, run.device
 
 
 def bench_sslbench(trainer, args, sync) -> list[float]:
-    batches = trainer.source.epoch_batches(0, 0)
-    return timed(lambda: trainer._train_step(next(batches)), args.warmup, args.steps, sync)
+    batches = trainer.batches()
+    return timed(lambda: trainer.train_step(next(batches)), args.warmup, args.steps, sync)
 
 
 def bench_floor(trainer, args, sync) -> list[float]:
-    batch = next(trainer.source.epoch_batches(1, 0))  # augmented once, reused every step
-    return timed(lambda: trainer._train_step(batch), args.warmup, args.steps, sync)
+    batch = next(trainer.batches(1))  # augmented once, reused every step
+    return timed(lambda: trainer.train_step(batch), args.warmup, args.steps, sync)
 
 
 def bench_lightly(cfg, info, split, trainer, device, args, sync) -> list[float] | None:

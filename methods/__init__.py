@@ -4,7 +4,7 @@ BUILTINS = {
     "simclr": "sslbench_methods.simclr:SimCLR",
     "moco": "sslbench_methods.moco:MoCo",
     "instdisc": "sslbench_methods.instdisc:InstDisc",
-    "baseline": "sslbench_methods.baseline:Baseline",
+    "baseline": "sslbench_methods.floors:Floor",
     "dgi": "sslbench_methods.dgi:DGI",
     "grace": "sslbench_methods.grace:GRACE",
 }

@@ -66,7 +66,7 @@ class InstDisc(Method):
         self._pending = (idx, v.detach())
         return StepOutput(loss=loss)
 
-    def after_step(self) -> None:
+    def after_step(self, step: int, total: int) -> None:
         if self._pending is not None:
             idx, v = self._pending
             self.bank.update(idx, v, momentum=self.cfg.bank_momentum)

@@ -135,7 +135,7 @@ class MoCo(Method):
         self._pending = pending
         return StepOutput(loss=loss)
 
-    def after_step(self) -> None:
+    def after_step(self, step: int, total: int) -> None:
         """Alg. 1 after the SGD step: momentum update of f_k, then enqueue this step's keys."""
         m = self.cfg.momentum
         momentum_update(self.encoder, self.key_encoder, m)

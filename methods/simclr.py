@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sslbench.components.heads import mlp_head
-from sslbench.components.losses import info_nce_logit_bytes, nt_xent
+from sslbench.components.losses import info_nce_logit_bytes, nt_xent, per_sample_activation_bytes
 from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
 
@@ -47,12 +47,10 @@ class SimCLR(Method):
     def negatives_memory_bytes(self, batch_size: int) -> int:
         """In-batch negatives are the batch itself: each of the 2N views is a negative that went through f and g,
         and autograd keeps its activations for backward. The floor counts, in float32: those activations per view
-        (traced once at the native image size, ``sslbench.protocols.profile.per_sample_activation_bytes``) times
+        (traced once on a random input of the modality's ``sample_shape``, ``sslbench.components.losses.per_sample_activation_bytes``) times
         2N, plus NT-Xent's logits (two directions of N x 2N, ``info_nce_logit_bytes(calls=2)``). Not counted:
         kernel workspaces, transient gradients and allocator slack."""
         if getattr(self, "_view_bytes", None) is None:
-            from sslbench.protocols.profile import per_sample_activation_bytes
-
-            shape = (self.data.channels, self.data.image_size, self.data.image_size)
+            shape = self.modality_plugin.sample_shape(self.data)
             self._view_bytes = per_sample_activation_bytes(nn.Sequential(self.encoder, self.projector), shape)
         return 2 * batch_size * self._view_bytes + info_nce_logit_bytes(batch_size, 2 * batch_size - 1, calls=2)

@@ -9,7 +9,6 @@ naming the key and the valid choices.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import types
@@ -29,6 +28,9 @@ class DatasetConfig:
     train: str = "train"
     test: str = "test"
     max_train_samples: int | None = None  # a fixed, seeded subset of the training split (smaller budgets)
+    # the split to pretrain on when it is not the labelled training split (STL-10's 100k "unlabeled" images);
+    # the protocols still train on ``train`` and test on ``test``
+    pretrain_split: str | None = None
     options: dict = field(default_factory=dict)  # loader-specific, e.g. {path: imagenet} for imagefolder
 
 
@@ -61,47 +63,15 @@ class PretrainConfig:
 
 
 @dataclass
-class ImageViewConfig:
-    """SimCLR-style image views (Chen et al. 2020, App. A), sized per data set."""
-
-    size: int | None = None  # output side; None: the data set's native size
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_strength: float = 1.0  # s in ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.0  # the paper blurs ImageNet-size images with p=0.5, not CIFAR
-    blur_kernel_frac: float = 0.1  # kernel = 10% of the image side
-    solarize_p: float = 0.0
-    backend: str = "auto"  # auto | batched (kornia, on the device) | per_sample (torchvision v2 in workers)
-
-
-@dataclass
-class GraphViewConfig:
-    """Graph views (Zhu et al. 2020, GRACE Sec. 3.2): edge dropping and feature masking, one value per view.
-
-    A list gives each view its own probability (GRACE's p_e,1 / p_e,2 and p_f,1 / p_f,2); one value is
-    used by every view. DGI's corruption (feature-row shuffling) is the method's own negative, not a view.
-    """
-
-    drop_edge: list[float] = field(default_factory=lambda: [0.0])  # P(an edge is removed)
-    mask_feature: list[float] = field(default_factory=lambda: [0.0])  # P(a feature dimension is zeroed)
-
-
-PROTOCOL_CONFIGS: dict[str, type] = {}  # filled by protocol registration
-
-
-@dataclass
 class RunConfig:
     method: str = "simclr"
     suite: str = "digits-linear"
     suite_version: int = 1
-    modality: str = "image"
+    modality: str = ""  # the registered modality of the suite (or of its data set)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    views: Any = field(default_factory=ImageViewConfig)
+    views: Any = None  # the modality's view config dataclass (Modality.view_config), set from the suite
     method_config: Any = None  # the method's own Config dataclass ("method.*" in --set)
     protocols: dict[str, Any] = field(default_factory=dict)  # name -> protocol Config dataclass
     seed: int = 0
@@ -113,7 +83,8 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
                 "pretrain.threads"}
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
-LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False}
+LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,
+                                 "dataset.pretrain_split": None}
 
 
 def to_dict(cfg: Any) -> Any:
@@ -290,7 +261,3 @@ def update_dataclass(obj: Any, values: dict, where: str) -> None:
         else:
             apply_path = f"{where}.{k}" if where else k
             _set_path(obj, [k], v, apply_path)
-
-
-def replace(obj: Any, **kw: Any) -> Any:
-    return dataclasses.replace(obj, **kw)

@@ -9,20 +9,20 @@ uninterrupted run would have taken.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
+from .atomic import atomic_write
 from .config import PretrainConfig
 from .data.base import DataInfo, Split
+from .device import autocast_dtype
 from .errors import ConfigError
 from .method import Batch, Method
-from .views.image import BatchedImageViews, MultiViewTransform, per_sample_views, resolve_backend
+from .plugins import get_modality
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "lars")
 SCHEDULES = ("cosine", "constant")
@@ -45,52 +45,6 @@ class TrainResult:
     resumed_from: int | None = None
     error: str | None = None
     early_stopping: dict | None = None  # best epoch, its loss, the epoch training stopped at
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto``: cuda if available, then mps, else cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"Bad value for 'pretrain.device': {name!r}. Valid: auto, cpu, cuda, cuda:N, mps") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("pretrain.device=cuda but no CUDA device is available; use auto or cpu")
-    return dev
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA under ``auto``; fp32 (no autocast) elsewhere."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp32":
-        return None
-    raise ConfigError(f"Bad value for 'pretrain.precision': {precision!r}. Valid: auto, fp32, bf16")
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
 
 
 def build_optimizer(method: Method, cfg: PretrainConfig) -> torch.optim.Optimizer:
@@ -130,115 +84,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
         raise ConfigError(f"Bad value for 'pretrain.schedule': {schedule!r}. Valid: {', '.join(SCHEDULES)}")
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-class _ViewDataset(Dataset):
-    """Wraps an on-disk split: item -> (views, index, label); each sample seeds its own augmentation."""
-
-    def __init__(self, base: Dataset, transform: MultiViewTransform, seed: int):
-        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int):
-        img, label = self.base[i]
-        g = torch.random.fork_rng(devices=[])
-        with g:
-            torch.manual_seed(step_seed(self.seed, self.epoch * 10_000_019 + i))
-            views = self.transform(img)
-        return views, i, label
-
-
-class BatchSource:
-    """Yields training batches of augmented views from epoch/step positions, deterministically."""
-
-    def __init__(self, split: Split, data: DataInfo, method: Method, views_cfg, cfg: PretrainConfig,
-                 seed: int, device: torch.device):
-        self.split, self.cfg, self.seed, self.device = split, cfg, seed, device
-        self.n = len(split)
-        self.samples_per_step = cfg.batch_size
-        if cfg.batch_size > self.n:
-            raise ConfigError(f"pretrain.batch_size={cfg.batch_size} exceeds the {self.n} training samples")
-        self.steps_per_epoch = self.n // cfg.batch_size
-        recipes = method.views(views_cfg)
-        self.backend = resolve_backend(views_cfg, split.in_memory)
-        self.needs_labels = method.needs_labels
-        if self.backend == "batched":
-            self.augment = [BatchedImageViews(r, data).to(device) for r in recipes]
-            if split.in_memory:
-                self.images = split.images.to(device) if device.type == "cuda" else split.images
-        else:
-            base = split.dataset if split.dataset is not None else _TensorPairs(split)
-            self.view_ds = _ViewDataset(base, MultiViewTransform([per_sample_views(r, data) for r in recipes]), seed)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(step_seed(self.seed, -1 - epoch))
-        return torch.randperm(self.n, generator=g)
-
-    def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
-        perm = self.order(epoch)
-        bs = self.cfg.batch_size
-        chunks = [perm[i * bs:(i + 1) * bs] for i in range(start, self.steps_per_epoch)]
-        if self.backend == "batched":
-            for k, idx in enumerate(chunks):
-                torch.manual_seed(step_seed(self.seed, epoch * self.steps_per_epoch + start + k))
-                x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True).float().div_(255)
-                views = [aug(x) for aug in self.augment]
-                yield self._batch(views, idx)
-        else:
-            self.view_ds.epoch = epoch
-            loader = DataLoader(self.view_ds, batch_sampler=[c.tolist() for c in chunks], num_workers=self.cfg.num_workers,
-                                pin_memory=self.device.type == "cuda")
-            for k, (views, idx, _) in enumerate(loader):
-                # the method's own randomness (key shuffles, sampled negatives) replays on resume too
-                torch.manual_seed(step_seed(self.seed, epoch * self.steps_per_epoch + start + k))
-                yield self._batch([v.to(self.device, non_blocking=True) for v in views], idx)
-
-    def _batch(self, views: list[torch.Tensor], idx: torch.Tensor) -> Batch:
-        labels = self.split.labels[idx].to(self.device) if self.needs_labels else None
-        return Batch(views=[channels_last(v) for v in views], index=idx.to(self.device), labels=labels)
-
-
-class GraphBatchSource:
-    """Transductive graphs: every step is the whole graph (DGI and GRACE train full-batch), so an epoch is
-    one step. Each step's views are drawn on the device from the step's seed; ``samples_per_step`` is N nodes."""
-
-    steps_per_epoch = 1
-
-    def __init__(self, split: Split, method: Method, views_cfg, seed: int, device: torch.device):
-        from .views.graph import graph_inputs, resolve_views
-
-        g = split.graph
-        self.graph = graph_inputs(g, device)
-        self.labels = g.y.to(device) if method.needs_labels else None
-        self.seed, self.device = seed, device
-        self.n = self.samples_per_step = int(g.num_nodes)
-        self.views = resolve_views(method.views(views_cfg))
-
-    def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
-        if start >= 1:
-            return
-        torch.manual_seed(step_seed(self.seed, epoch))
-        yield Batch(views=[view(self.graph) for view in self.views],
-                    index=torch.arange(self.n, device=self.device), labels=self.labels)
-
-
-class _TensorPairs(Dataset):
-    def __init__(self, split: Split):
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int):
-        return self.split.images[i], int(self.split.labels[i])
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """Image batches (B x C x H x W) in channels-last layout: about 30% faster convolutions on CPU
-    (measured, 4-layer CNN at 32 px) and what tensor cores want under AMP; other tensors unchanged."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 class EarlyStopping:
@@ -294,26 +139,27 @@ class EarlyStopping:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save to a temporary file, then atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save through the one atomic writer (temporary file, then rename)."""
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 class Trainer:
-    """Pretrains ``method`` on ``split`` for ``cfg.epochs``; see :meth:`fit`."""
+    """Pretrains ``method`` on ``split`` for ``cfg.epochs``; see :meth:`fit`.
+
+    Public surface: :meth:`fit` (the whole run), :meth:`train_step` (one optimiser step on a batch),
+    :meth:`batches` (the run's batches from the current step on), :meth:`resume`, ``step`` and
+    ``total_steps``, ``samples_per_step`` and ``unit`` (what a step processes: images, nodes, ...).
+    The data's :class:`~sslbench.modalities.base.Modality` supplies the batches and the model's layout.
+    """
 
     def __init__(self, method: Method, split: Split, data: DataInfo, views_cfg, cfg: PretrainConfig, seed: int,
                  device: torch.device, checkpoint: Path | None = None, progress: bool = True,
                  config_hash: str = ""):
-        if data.modality == "image":
-            method = method.to(memory_format=torch.channels_last)
+        modality = get_modality(data.modality)
+        method = modality.prepare_model(method)
         self.method, self.cfg, self.seed, self.device = method.to(device), cfg, seed, device
-        if split.graph is not None:
-            self.source: BatchSource | GraphBatchSource = GraphBatchSource(split, method, views_cfg, seed, device)
-        else:
-            self.source = BatchSource(split, data, method, views_cfg, cfg, seed, device)
+        self.source = modality.batch_source(split, data, method, views_cfg, cfg, seed, device)
+        self.samples_per_step, self.unit = self.source.samples_per_step, modality.unit
         # epochs 0 evaluates the randomly initialised encoder: the floor every method must beat
         self.total_steps = max(0, int(math.ceil(cfg.epochs * self.source.steps_per_epoch)))
         self.warmup = int(round(cfg.warmup_epochs * self.source.steps_per_epoch))
@@ -359,12 +205,11 @@ class Trainer:
         last_loss = float("nan")
         from .progress import TrainProgress
 
-        with TrainProgress(self.total_steps, bs, enabled=self.progress, start=self.step) as bar:
+        with TrainProgress(self.total_steps, bs, enabled=self.progress, start=self.step, unit=self.unit) as bar:
             while self.step < self.total_steps and not self.early.stopped:
                 epoch, offset = divmod(self.step, spe)
                 for batch in self.source.epoch_batches(epoch, offset):
-                    last_loss = self._train_step(batch)
-                    self.step += 1
+                    last_loss = self.train_step(batch)
                     self.early.add(last_loss)
                     if self.step % spe == 0:  # before the checkpoint below, so that it holds this epoch
                         self.early.end_epoch(self.step // spe, self.method)
@@ -393,7 +238,29 @@ class Trainer:
         res.samples_per_s = (self.step - start_step) * bs / max(wall, 1e-9)
         return res
 
-    def _train_step(self, batch: Batch) -> float:
+    def batches(self, n: int | None = None) -> Iterator[Batch]:
+        """The run's batches from the current step on (``n`` of them, or to the end of the run, wrapping into
+        later epochs); what :meth:`fit` feeds :meth:`train_step`, for ``profile`` and the benchmarks."""
+        spe, step, left = self.source.steps_per_epoch, self.step, n
+        while left is None or left > 0:
+            epoch, offset = divmod(step, spe)
+            for batch in self.source.epoch_batches(epoch, offset):
+                if left is not None and left <= 0:
+                    return
+                yield batch
+                step += 1
+                left = None if left is None else left - 1
+            if n is None and step >= self.total_steps:
+                return
+
+    def train_step(self, batch: Batch) -> float:
+        """One optimiser step at the current step's learning rate; returns the loss and advances ``step``. A
+        NaN or infinite loss takes no step of the optimiser (the caller records the run as diverged)."""
+        value = self._step(batch)
+        self.step += 1
+        return value
+
+    def _step(self, batch: Batch) -> float:
         for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             g["lr"] = base * lr_factor(self.step, self.total_steps, self.warmup, self.cfg.schedule)
         self.method.train()
@@ -406,5 +273,5 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.method.after_step()
+        self.method.after_step(self.step + 1, self.total_steps)
         return value

@@ -1,28 +1,32 @@
 """The Method base class: a plugin declares its views, heads, loss and extra state.
 
 Everything shared (encoder construction, optimiser, schedule, AMP, checkpoints,
-meters) lives in :mod:`sslbench.engine`. A method sees batches of already
-augmented views and returns a :class:`StepOutput`.
+meters) lives in :mod:`sslbench.engine`; everything that depends on the kind of data
+lives in its :class:`~sslbench.modalities.base.Modality`. A method declares the
+modality it serves, sees batches of already augmented views and returns a
+:class:`StepOutput`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .data.base import DataInfo
+if TYPE_CHECKING:  # a type only: the data layer sits above this one
+    from .data.base import DataInfo
 
 
 @dataclass
 class Batch:
     """One training batch.
 
-    views:  list of V views: image tensors B x C x H x W; for a transductive graph, V torch_geometric
-            ``Data`` (x N x F, edge_index 2 x E) of the whole graph (other modalities their own types)
-    index:  int64 B, the samples' positions in the training split (memory banks); graphs: arange(N)
+    views:  list of V views, in the modality's input type (a B x C x H x W tensor, a torch_geometric ``Data``
+            of the whole graph, ...), already on the device
+    index:  int64 B, the samples' positions in the training split (memory banks); a whole graph: arange(N)
     labels: int64 B, only for methods with ``needs_labels``
     """
 
@@ -42,7 +46,7 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     variant: str | None = None
-    modality: ClassVar[str] = "image"  # image | audio | text | graph | any (the floors)
+    modality: ClassVar[str] = ""  # a registered modality's name, or "any" (the floors); required
     version: ClassVar[int] = 1  # bump when behaviour changes; recorded in every result
     needs_labels: ClassVar[bool] = False
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -60,6 +64,9 @@ class Method(nn.Module):
         self.feature_dim = feature_dim
         self.data = data
         self.train_size = train_size
+        from .plugins import get_modality
+
+        self.modality_plugin = get_modality(data.modality)  # how this data's inputs reach an encoder
         self.setup()
 
     def setup(self) -> None:
@@ -72,16 +79,25 @@ class Method(nn.Module):
     def training_step(self, batch: Batch) -> StepOutput:
         raise NotImplementedError
 
-    def after_step(self) -> None:
-        """Called after each optimiser step (momentum updates, enqueueing)."""
+    def after_step(self, step: int, total: int) -> None:
+        """Called after each optimiser step with the number of steps done (1-based) and the run's total:
+        momentum updates, enqueueing, schedules of the method's own (an EMA rate, a temperature)."""
 
     @torch.no_grad()
     def embed(self, x: Any) -> torch.Tensor:
-        """Frozen features for every protocol (encoder output, no head): images B x C x H x W -> B x feature_dim;
-        a graph (torch_geometric ``Data``) -> N x feature_dim, one row per node."""
-        if isinstance(x, torch.Tensor):
-            return self.encoder(x)
-        return self.encoder(x.x, x.edge_index)
+        """Frozen features for every protocol (encoder output, no head): a batch of inputs -> B x feature_dim
+        (a whole graph: N x feature_dim, one row per node)."""
+        return self.modality_plugin.encode(self.encoder, x)
+
+    # -- fine-tuning (the ``finetune`` protocol, and few-shot / noisy-label with ``head: finetune``)
+
+    def finetune_features(self, x: Any) -> torch.Tensor:
+        """The trainable feature map fine-tuning trains under a linear head: the encoder by default."""
+        return self.modality_plugin.encode(self.encoder, x)
+
+    def finetune_loss(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The supervised loss of fine-tuning: cross-entropy by default (SCL adds its contrastive term)."""
+        return F.cross_entropy(logits, labels)
 
     def num_negatives(self, batch_size: int) -> int:
         """Negatives per anchor in one step at ``batch_size``: what ``profile`` sweeps."""

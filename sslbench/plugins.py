@@ -1,10 +1,11 @@
-"""The three registries (methods, suites, protocols) and how they are discovered.
+"""The registries (methods, suites, protocols, modalities, datasets, encoders) and how they are discovered.
 
-Built-ins come from the ``sslbench_methods`` package, the ``sslbench_suites``
-package data and :mod:`sslbench.protocols`; third parties add entries through the
-``sslbench.methods`` / ``sslbench.suites`` / ``sslbench.protocols`` entry points or
-a plugin folder (``--plugins DIR`` or ``SSLBENCH_PLUGINS``) of ``*.py`` and
-``*.yaml`` files.
+Built-ins come from the ``sslbench_methods`` package, the ``sslbench_suites`` package
+data, :mod:`sslbench.protocols`, :mod:`sslbench.modalities`, :mod:`sslbench.data` and
+:mod:`sslbench.components.encoders`; third parties add entries through the entry points
+``sslbench.methods`` / ``.suites`` / ``.protocols`` / ``.modalities`` / ``.datasets`` /
+``.encoders`` or a plugin folder (``--plugins DIR`` or ``SSLBENCH_PLUGINS``) of ``*.py``
+and ``*.yaml`` files.
 """
 
 from __future__ import annotations
@@ -28,8 +29,26 @@ from .registry import (
 METHODS: Registry = Registry("method")
 SUITES: Registry = Registry("suite")  # name -> Path of the suite YAML
 PROTOCOLS: Registry = Registry("protocol")
+MODALITIES: Registry = Registry("modality")  # name -> Modality subclass (sslbench.modalities.base)
+
+
+def fold_dataset_name(name: str) -> str:
+    """Data set names are found whatever their case and separators: FashionMNIST, fashionmnist, fashion_mnist."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
+DATASETS: Registry = Registry("dataset", fold=fold_dataset_name)  # name -> loader(root, splits, download, **opts)
+ENCODERS: Registry = Registry("encoder")  # name -> factory(data: DataInfo, options: dict) -> nn.Module
 
 _origin = "builtin"
+
+
+def _origin_of(obj: Any) -> str:
+    """Who supplied ``obj``: the package's own modules are built-ins wherever they are first imported from
+    (a plugin file that subclasses SimCLR imports ``sslbench_methods.simclr``); anything else gets the origin of
+    the plugin folder or entry point being imported."""
+    module = getattr(obj, "__module__", "") or ""
+    return "builtin" if module.split(".")[0] in ("sslbench", "sslbench_methods") else _origin
 
 
 @contextlib.contextmanager
@@ -53,7 +72,7 @@ def register_method(name: str, variants: dict[str, dict[str, Any]] | None = None
         cls.variants = dict(variants or {})
         if not is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
-        METHODS.register(name, cls, origin=_origin)
+        METHODS.register(name, cls, origin=_origin_of(cls))
         return cls
 
     return deco
@@ -64,11 +83,63 @@ def register_protocol(name: str):
 
     def deco(cls):
         cls.name = name
-        PROTOCOLS.register(name, cls, origin=_origin)
+        PROTOCOLS.register(name, cls, origin=_origin_of(cls))
         return cls
 
     return deco
 
+
+def register_modality(name: str):
+    """Class decorator: register a :class:`~sslbench.modalities.base.Modality` under ``name``."""
+
+    def deco(cls):
+        cls.name = name
+        MODALITIES.register(name, cls, origin=_origin_of(cls))
+        return cls
+
+    return deco
+
+
+def register_dataset(name: str, modality: str, description: str = ""):
+    """Decorator: register a data set loader ``load(root, splits, download=False, **options) -> (DataInfo,
+    {split: Split})`` under ``name`` for ``modality``."""
+
+    def deco(fn):
+        fn.modality = modality
+        fn.description = description or (fn.__doc__ or "").strip().split("\n")[0]
+        DATASETS.register(name, fn, origin=_origin_of(fn))
+        return fn
+
+    return deco
+
+
+def register_encoder(name: str, modality: str, description: str = ""):
+    """Decorator: register an encoder factory ``make(data: DataInfo, options: dict) -> nn.Module`` (with a
+    ``num_features`` attribute) under ``name`` for ``modality``."""
+
+    def deco(fn):
+        fn.modality = modality
+        fn.description = description or (fn.__doc__ or "").strip().split("\n")[0]
+        ENCODERS.register(name, fn, origin=_origin_of(fn))
+        return fn
+
+    return deco
+
+
+_modality_instances: dict[str, Any] = {}
+
+
+def get_modality(name: str):
+    """The (stateless, shared) instance of the modality registered as ``name``."""
+    if name not in _modality_instances:
+        _modality_instances[name] = MODALITIES.get(name)()
+    return _modality_instances[name]
+
+
+# modules whose decorators register the built-in data sets and encoders
+BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph")
+BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets")
+BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph")
 
 BUILTIN_PROTOCOLS = {
     "linear": "sslbench.protocols.linear:LinearProbe",
@@ -85,7 +156,7 @@ _extra_plugin_dirs: list[str] = []
 def set_plugin_dirs(dirs: list[str] | tuple[str, ...]) -> None:
     """Record ``--plugins`` folders before the first lookup."""
     _extra_plugin_dirs[:] = list(dirs)
-    for reg in (METHODS, SUITES, PROTOCOLS):
+    for reg in (METHODS, SUITES, PROTOCOLS, MODALITIES, DATASETS, ENCODERS):
         reg._discovered = False
 
 
@@ -102,6 +173,16 @@ def _discover_protocols() -> None:
     for name, target in BUILTIN_PROTOCOLS.items():
         PROTOCOLS.register(name, target, origin="builtin")
     _discover_entry_points(PROTOCOLS, "protocol")
+    _import_plugin_dirs()
+
+
+def _discover_modules(registry: Registry, modules: tuple[str, ...], kind: str) -> None:
+    import importlib
+
+    with _origin_as("builtin"):
+        for module in modules:
+            importlib.import_module(module)
+    _discover_entry_points(registry, kind)
     _import_plugin_dirs()
 
 
@@ -169,5 +250,8 @@ def load_method_class(name: str):
 
 
 METHODS.add_discovery(_discover_methods)
+MODALITIES.add_discovery(lambda: _discover_modules(MODALITIES, BUILTIN_MODALITY_MODULES, "modality"))
+DATASETS.add_discovery(lambda: _discover_modules(DATASETS, BUILTIN_DATASET_MODULES, "dataset"))
+ENCODERS.add_discovery(lambda: _discover_modules(ENCODERS, BUILTIN_ENCODER_MODULES, "encoder"))
 PROTOCOLS.add_discovery(_discover_protocols)
 SUITES.add_discovery(_discover_suites)

@@ -25,7 +25,8 @@ from .errors import UnknownNameError
 
 T = TypeVar("T")
 
-ENTRY_POINT_GROUPS = {"method": "sslbench.methods", "suite": "sslbench.suites", "protocol": "sslbench.protocols"}
+ENTRY_POINT_GROUPS = {"method": "sslbench.methods", "suite": "sslbench.suites", "protocol": "sslbench.protocols",
+                      "modality": "sslbench.modalities", "dataset": "sslbench.datasets", "encoder": "sslbench.encoders"}
 
 
 @dataclass
@@ -47,9 +48,13 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> lazily loaded object, with origins, wildcards and suggestions."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, fold: Callable[[str], str] | None = None):
+        """``fold`` maps a name to a lookup key, so that spellings that differ only in the ways it erases
+        (for data sets: case, ``_`` and ``-``) find the same entry; the registered spelling is what lists show."""
         self.kind = kind
+        self.fold = fold
         self._entries: dict[str, Entry[T]] = {}
+        self._folded: dict[str, str] = {}
         self._discover: list[Callable[[], None]] = []
         self._discovered = False
 
@@ -64,7 +69,21 @@ class Registry(Generic[T]):
                 return
             warnings.warn(f"{self.kind} '{name}' from {origin} ignored: already supplied by {existing.origin}", stacklevel=2)
             return
+        if self.fold is not None:
+            key = self.fold(name)
+            if key in self._folded and self._folded[key] != name and not replace:
+                return  # another spelling of a name already supplied: the first one wins
+            self._folded[key] = name
         self._entries[name] = Entry(name, target, origin)
+
+    def canonical(self, name: str) -> str | None:
+        """The registered spelling of ``name`` (exact, else through ``fold``), or None."""
+        self._ensure()
+        if name in self._entries:
+            return name
+        if self.fold is not None:
+            return self._folded.get(self.fold(name))
+        return None
 
     def add_discovery(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once before the first lookup (to register built-ins, entry points, plugin dirs)."""
@@ -84,22 +103,24 @@ class Registry(Generic[T]):
         return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
     def entry(self, name: str) -> Entry[T]:
-        self._ensure()
-        if name not in self._entries:
+        found = self.canonical(name)
+        if found is None:
             raise UnknownNameError(unknown_message(self.kind, name, self._entries))
-        return self._entries[name]
+        return self._entries[found]
 
     def get(self, name: str) -> T:
         return self.entry(name).load()
 
     def __contains__(self, name: str) -> bool:
-        self._ensure()
-        return name in self._entries
+        return self.canonical(name) is not None
 
 
 def unknown_message(kind: str, name: str, valid: Iterable[str]) -> str:
+    """The one "did you mean" of the package: ``Unknown <kind> '<name>'. Did you mean: a, b?`` (close
+    matches, case-insensitive), else the valid names (the first 20)."""
     valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    lowered = {v.lower(): v for v in valid}
+    close = [lowered[c] for c in difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)]
     if close:
         return f"Unknown {kind} '{name}'. Did you mean: {', '.join(close)}?"
     shown = ", ".join(valid[:20]) + (" ..." if len(valid) > 20 else "")

@@ -12,14 +12,13 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, GraphViewConfig, ImageViewConfig, RunConfig, apply_override, update_dataclass
+from .config import ConfigError, DatasetConfig, RunConfig, apply_override, update_dataclass
 from .errors import SSLBenchError
-from .plugins import PROTOCOLS, SUITES, load_method_class
+from .plugins import DATASETS, MODALITIES, PROTOCOLS, SUITES, get_modality, load_method_class
 from .registry import unknown_message
 
 SUITE_KEYS = ("suite", "version", "modality", "description", "include", "dataset", "encoder", "pretrain",
               "views", "methods", "protocols", "seeds", "reference")
-VIEW_CONFIGS: dict[str, type] = {"image": ImageViewConfig, "graph": GraphViewConfig}  # audio and text add theirs
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
@@ -106,11 +105,11 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
                             .replace(f"'{variant}'", f"'{method}'"))
     data, where = load_suite(suite)
     cfg = RunConfig(method=method, suite=str(data["suite"]), suite_version=int(data.get("version", 1)),
-                    modality=str(data.get("modality", "image")), reference=data.get("reference"))
+                    modality=suite_modality(data, where), reference=data.get("reference"))
     if cls.modality not in (cfg.modality, "any"):
         raise SSLBenchError(f"Method '{method}' is for {cls.modality} data but suite '{cfg.suite}' is {cfg.modality}")
-    view_cls = VIEW_CONFIGS.get(cfg.modality)
-    cfg.views = view_cls() if view_cls else None
+    modality = get_modality(cfg.modality)
+    cfg.views = modality.view_config() if modality.view_config else None
     cfg.method_config = cls.Config()
     if variant:
         update_dataclass(cfg.method_config, cls.variants[variant], "method")
@@ -133,18 +132,31 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
     cfg.seed = int(seeds[0] if seed is None else seed)
     for key, value in overrides:
         apply_override(cfg, key, value)
-    _check_protocols_fit_modality(cfg)
+    _check_protocols_fit_modality(cfg, modality)
     return cfg, cls, data
 
 
-def _check_protocols_fit_modality(cfg: RunConfig) -> None:
-    """Fine-tuning batches images: refuse it on a graph suite before anything runs."""
-    if cfg.modality != "graph":
+def suite_modality(data: dict, where: dict) -> str:
+    """The suite's ``modality``, else the one its data set is registered for; the two must agree."""
+    dataset = (data.get("dataset") or {}).get("name", DatasetConfig.name) if isinstance(data.get("dataset"), dict) \
+        else DatasetConfig.name
+    declared = data.get("modality")
+    if declared is not None:
+        if str(declared) not in MODALITIES:
+            raise ConfigError(f"{_loc(where, 'modality')}: " + unknown_message("modality", str(declared), MODALITIES.names()))
+        return str(declared)
+    return str(DATASETS.get(str(dataset)).modality)
+
+
+def _check_protocols_fit_modality(cfg: RunConfig, modality) -> None:
+    """A protocol that trains the encoder needs a modality that supports fine-tuning: refused before any run."""
+    if modality.supports_finetune:
         return
     for pname, pcfg in cfg.protocols.items():
-        if pname == "finetune" or getattr(pcfg, "head", "linear") == "finetune":
-            raise ConfigError(f"Protocol '{pname}' fine-tunes the encoder, which is not built for graph data yet "
-                              f"(suite '{cfg.suite}'); use logreg, linear, knn, few_shot or noisy_label with head: linear")
+        if PROTOCOLS.get(pname)(pcfg).trains_encoder():
+            raise ConfigError(f"Protocol '{pname}' fine-tunes the encoder, which is not built for {cfg.modality} data "
+                              f"yet (suite '{cfg.suite}'); use a frozen-feature protocol (linear, knn, few_shot or "
+                              "noisy_label with head: linear, or the modality's own)")
 
 
 def _protocols(items: list, where: dict) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""compare.py / render.py: grouping, seed aggregation, not-comparable marking, formats."""
+"""results.frame / table / render: grouping, seed aggregation, not-comparable marking, formats."""
 
 from __future__ import annotations
 
@@ -11,17 +11,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from sslbench.compare import (
-    DAGGER,
-    GROUP_KEY,
-    aggregate,
-    comparison_table,
-    records_frame,
-    t_quantile_975,
-)
 from sslbench.errors import SSLBenchError
-from sslbench.records import SCHEMA_VERSION, load_records, write_json_atomic
-from sslbench.render import FORMATS, format_mean_std, render_table
+from sslbench.results.frame import GROUP_KEY, aggregate, records_frame
+from sslbench.results.records import SCHEMA_VERSION, load_records, write_json
+from sslbench.results.render import FORMATS, render_table
+from sslbench.results.stats import t_quantile_975
+from sslbench.results.table import DAGGER, comparison_table, format_mean_std
 
 TOP1 = "linear.top1"
 
@@ -38,7 +33,7 @@ def make_record(
     method_version: int | None = 1,
     data_fingerprint: str | None = "sha256:0123456789abcdef",
 ) -> dict[str, Any]:
-    """A record dict in the schema of :mod:`sslbench.records` (only the fields compare reads, and a few more)."""
+    """A record dict in the schema of :mod:`sslbench.results.records` (only the fields compare reads, and a few more)."""
     name = f"{method}.{variant}" if variant else method
     metrics = {TOP1: 90.0} if metrics is None else metrics
     return {
@@ -77,7 +72,7 @@ def make_record(
 
 def save_and_load(tmp_path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in records:
-        write_json_atomic(tmp_path / f"{rec['run_id']}.json", rec)
+        write_json(tmp_path / f"{rec['run_id']}.json", rec)
     return load_records([tmp_path])
 
 

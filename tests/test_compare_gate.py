@@ -12,20 +12,20 @@ import pytest
 from click.testing import CliRunner
 from conftest import run_cli
 
-from sslbench.baseline import (
+from sslbench.cli import cli
+from sslbench.errors import SSLBenchError
+from sslbench.results.gate import (
     check_against_baseline,
     compare_to_baseline,
     load_baseline,
     parse_rule,
-    seed_spread,
     write_baseline,
 )
-from sslbench.cli import cli
-from sslbench.compare import DAGGER, SIGNIFICANT, WITHIN_RUN, comparison_table, different, t_quantile_975
-from sslbench.errors import SSLBenchError
-from sslbench.plots import parse_curve_metric, plot_curves
-from sslbench.records import SCHEMA_VERSION, load_records, write_json_atomic
-from sslbench.reference import load_references, method_matches
+from sslbench.results.plots import parse_curve_metric, plot_curves
+from sslbench.results.records import SCHEMA_VERSION, load_records, write_json
+from sslbench.results.reference import load_references, method_matches
+from sslbench.results.stats import diff_ci95_halfwidth, different, t_quantile_975
+from sslbench.results.table import DAGGER, SIGNIFICANT, WITHIN_RUN, comparison_table
 
 TOP1 = "linear.top1"
 SUITE = "digits-linear"
@@ -45,7 +45,7 @@ def record(method: str = "simclr", variant: str | None = None, suite: str = SUIT
            config_hash: str = "aaaaaaaaaaaa", seed: int = 0, metrics: dict[str, Any] | None = None,
            timing: dict[str, float] | None = None, fingerprint: str = "sha256:0123456789abcdef",
            reference: str | None = None) -> dict[str, Any]:
-    """A record in the schema of sslbench.records; ``metrics`` values are numbers or metric dicts."""
+    """A record in the schema of sslbench.results.records; ``metrics`` values are numbers or metric dicts."""
     name = f"{method}.{variant}" if variant else method
     metrics = {TOP1: 90.0} if metrics is None else metrics
     return {
@@ -70,7 +70,7 @@ def record(method: str = "simclr", variant: str | None = None, suite: str = SUIT
 
 def save(folder: Path, records: list[dict[str, Any]]) -> Path:
     for rec in records:
-        write_json_atomic(folder / f"{rec['run_id']}.json", rec)
+        write_json(folder / f"{rec['run_id']}.json", rec)
     return folder
 
 
@@ -99,10 +99,10 @@ def test_rule_syntax() -> None:
 
 def test_seed_spread_is_the_pooled_t_interval_of_the_difference() -> None:
     # 3 + 3 seeds, std 2 on both sides: t_{0.975}(4) * 2 * sqrt(2/3)
-    assert seed_spread(2.0, 3, 2.0, 3) == pytest.approx(2.776445 * 2 * math.sqrt(2 / 3), rel=1e-5)
+    assert diff_ci95_halfwidth(2.0, 3, 2.0, 3) == pytest.approx(2.776445 * 2 * math.sqrt(2 / 3), rel=1e-5)
     # one side n=1: its variance is unknown, the other side's spread (df 2) is used
-    assert seed_spread(None, 1, 1.0, 3) == pytest.approx(4.302653 * math.sqrt(1 + 1 / 3), rel=1e-5)
-    assert math.isnan(seed_spread(None, 1, None, 1))
+    assert diff_ci95_halfwidth(None, 1, 1.0, 3) == pytest.approx(4.302653 * math.sqrt(1 + 1 / 3), rel=1e-5)
+    assert math.isnan(diff_ci95_halfwidth(None, 1, None, 1))
 
 
 def test_different_needs_non_overlapping_intervals() -> None:
@@ -344,6 +344,24 @@ def test_reference_by_suite_link_and_bad_path(tmp_path: Path) -> None:
     assert "| simclr | digits-small v1 | linear.top1 | 87.00 (1) | 88.25 | -1.25 | [1] |" in res.output
     res = CliRunner().invoke(cli, ["compare", str(tmp_path / "r"), "--reference", str(tmp_path / "none")])
     assert res.exit_code == 2
+
+
+def test_published_references_ship_with_the_package(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no results/reference here: the installed copy (sslbench_references) answers
+    recs = [record(method="dgi", suite="cora-dgi", metrics={"logreg.top1": 82.0},
+                   reference="results/reference/dgi-paper.yaml#cora")]
+    runs_dir = str(save(tmp_path / "r", recs))
+    row = "| dgi | cora-dgi v1 | logreg.top1 | 82.00 (1) | 82.30 ± 0.60 | -0.30 | [1] |"
+    for how in (["--reference"], ["--reference", "results/reference/dgi-paper.yaml#cora"]):
+        res = invoke(runs_dir, "--format", "md", *how)
+        assert res.exit_code == 0, res.output
+        assert row in res.output and "(dgi-paper.yaml#cora, status: verified)" in res.output
+    # a results/reference folder in the working folder (a checkout) comes first
+    local = tmp_path / "results" / "reference"
+    local.mkdir(parents=True)
+    (local / "demo.yaml").write_text(REFERENCE_YAML)
+    res = invoke(runs_dir, "--format", "md", "--reference")
+    assert res.exit_code == 0 and "no published number matches" in res.output
 
 
 # ---------------------------------------------------------------- plots

@@ -193,7 +193,7 @@ def test_few_shot_protocol_metrics_and_accuracy_rises_with_n():
     assert out["acc@p10"].detail["examples"] == 60
     assert out["acc@n500"].value > out["acc@n20"].value + 10
     # the record keeps per_seed, std, n and ci95
-    from sslbench.records import RunRecord
+    from sslbench.results.records import RunRecord
 
     rec = RunRecord("r", "ok", {}, {}, {}, "h", 0)
     rec.add_metric("few_shot.acc@n20", out["acc@n20"])
@@ -233,6 +233,9 @@ class _TinyMethod(torch.nn.Module):
 
     @torch.no_grad()
     def embed(self, x):
+        return self.encoder(x)
+
+    def finetune_features(self, x):
         return self.encoder(x)
 
     def finetune_loss(self, logits, features, labels):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, run_cli
 
-from sslbench.records import load_records
+from sslbench.results.records import load_records
 
 needs_cora = pytest.mark.skipif(not (SHARED_DATA / "graph" / "planetoid" / "Cora" / "raw").is_dir(),
                                 reason="Cora not found under the data root")

@@ -243,7 +243,8 @@ def test_graph_training_resumes_exactly_with_early_stopping_state(tmp_path: Path
     """GRACE's views and DGI-style early stopping replay exactly after an interruption: the resumed run ends
     on the same step, best epoch and weights as an uninterrupted one."""
     from sslbench.components.encoders import build_encoder
-    from sslbench.engine import Trainer, seed_everything
+    from sslbench.engine import Trainer
+    from sslbench.seeding import seed_everything
     from sslbench.suites import build_run_config
 
     cfg, cls, _ = build_run_config("grace", "cora-grace", [
@@ -265,10 +266,10 @@ def test_graph_training_resumes_exactly_with_early_stopping_state(tmp_path: Path
     assert 1 <= cut < ref_result.steps, ref_result
 
     class Interrupted(Trainer):
-        def _train_step(self, batch):
+        def train_step(self, batch):
             if self.step == cut:
                 raise KeyboardInterrupt
-            return super()._train_step(batch)
+            return super().train_step(batch)
 
     seed_everything(0)
     first = trainer(tmp_path / "cut.pt")

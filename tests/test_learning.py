@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from sslbench.records import load_records
+from sslbench.results.records import load_records
 
 
 def _run(out: Path, *args: str) -> dict:

@@ -15,12 +15,11 @@ from torch import nn
 
 from sslbench.components.losses import info_nce
 from sslbench.components.memory import KeyQueue, MemoryBank, momentum_update
-from sslbench.config import ImageViewConfig
 from sslbench.data.base import DataInfo
 from sslbench.method import Batch
 from sslbench.plugins import load_method_class
 from sslbench.suites import build_run_config
-from sslbench.views.image import BatchedImageViews
+from sslbench.views.image import BatchedImageViews, ImageViewConfig
 
 # through the registry (importing the modules before discovery would register them twice)
 MoCo = load_method_class("moco")
@@ -76,7 +75,7 @@ def test_moco_loss_with_queue_matches_info_nce_and_alg1(variant):
     m.queue.keys.copy_(F.normalize(m.queue.keys, dim=1))  # unit in float64, not only in float32
     m.train()
     m.training_step(batch(seed=5, dtype=torch.float64))  # fill part of the queue with real keys
-    m.after_step()
+    m.after_step(1, 1)
     b = batch(dtype=torch.float64)
     out = m.training_step(b)
     x1, x2 = b.views
@@ -108,7 +107,7 @@ def test_moco_momentum_update_and_no_gradient_to_key_encoder():
     q_params = [p.detach().clone() for p in [*m.encoder.parameters(), *m.head.parameters()]]
     k_before = [p.detach().clone() for p in key_params]
     assert any(not torch.equal(q, k) for q, k in zip(q_params, k_before, strict=True))  # the step moved f_q
-    m.after_step()
+    m.after_step(1, 1)
     for kb, q, k in zip(k_before, q_params, key_params, strict=True):
         assert torch.equal(k, 0.9 * kb + (1 - 0.9) * q)
     for bq, bk in zip(m.encoder.buffers(), m.key_encoder.buffers(), strict=True):
@@ -157,7 +156,7 @@ def test_moco_state_dict_round_trip_resumes_exactly(tmp_path: Path):
     a.train()
     for s in range(3):
         a.training_step(batch(seed=s))
-        a.after_step()
+        a.after_step(1, 1)
     assert int(a.queue.ptr) == 18 % 10
     torch.save(a.state_dict(), tmp_path / "ckpt.pt")
     b = make_moco(bn_encoder, momentum=0.9, seed=123)
@@ -172,7 +171,7 @@ def test_moco_state_dict_round_trip_resumes_exactly(tmp_path: Path):
     for m in (a, b):
         torch.manual_seed(7)
         losses.append(m.training_step(batch(seed=9)).loss.item())
-        m.after_step()
+        m.after_step(1, 1)
     assert losses[0] == losses[1]
     assert torch.equal(a.queue.keys, b.queue.keys) and torch.equal(a.queue.ptr, b.queue.ptr)
 
@@ -181,7 +180,7 @@ def test_moco_symmetric_uses_two_queues():
     m = make_moco(symmetric=True)
     out = m.training_step(batch())
     assert torch.isfinite(out.loss)
-    m.after_step()
+    m.after_step(1, 1)
     assert int(m.queue.ptr) == 6 and int(m.queue_sym.ptr) == 6
     assert not torch.equal(m.queue.ordered()[-6:], m.queue_sym.ordered()[-6:])
 
@@ -221,7 +220,7 @@ def test_instdisc_after_step_updates_bank_with_momentum():
     before = m.bank.memory.clone()
     m.training_step(b)
     v = F.normalize(m.head(m.encoder(b.views[0])), dim=1).detach()
-    m.after_step()
+    m.after_step(1, 1)
     assert torch.allclose(m.bank.get(b.index), F.normalize(0.3 * before[b.index] + 0.7 * v, dim=1), atol=1e-7)
 
 
@@ -292,14 +291,14 @@ def _ddp_worker(rank: int, world: int, port: int) -> None:
         # the queue and the bank store what every rank produced, identically on every rank
         m.training_step(Batch(views=[x, x], index=torch.arange(4)))
         keys = m._pending[0]
-        m.after_step()
+        m.after_step(1, 1)
         gathered = [torch.empty_like(keys) for _ in range(world)]
         dist.all_gather(gathered, keys)
         assert int(m.queue.ptr) == 4 * world
         assert torch.allclose(m.queue.ordered()[-4 * world:], torch.cat(gathered))
         d = make_instdisc(train_size=50)
         d.training_step(Batch(views=[x], index=torch.arange(4) + 4 * rank))
-        d.after_step()
+        d.after_step(1, 1)
         for buf in (m.queue.keys, d.bank.memory):
             copies = [torch.empty_like(buf) for _ in range(world)]
             dist.all_gather(copies, buf)

@@ -13,12 +13,12 @@ from conftest import run_cli
 from torch import nn
 
 from sslbench.cli import cli
+from sslbench.components.losses import per_sample_activation_bytes
 from sslbench.errors import ConfigError, SSLBenchError
-from sslbench.protocols.profile import (
+from sslbench.profiling.sweep import (
     Point,
     ProfileOptions,
     parse_negatives,
-    per_sample_activation_bytes,
     profile_method,
     slope_ratios,
 )

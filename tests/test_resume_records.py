@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA, run_cli
 
-from sslbench.records import RunRecord, load_records, save_record, write_json_atomic
+from sslbench.results.records import RunRecord, load_records, save_record, write_json
 
 # digits, enough steps that a kill lands mid-way; checkpoints every 5 steps
 RESUME_ARGS = ["run", "simclr", "--suite", "digits-linear", "--quiet", "--set", "pretrain.epochs=12",
@@ -82,7 +82,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path):
 
 def test_crash_mid_write_leaves_no_truncated_record(tmp_path: Path, monkeypatch):
     target = tmp_path / "r.json"
-    write_json_atomic(target, {"schema_version": 1, "run_id": "old"})
+    write_json(target, {"schema_version": 1, "run_id": "old"})
 
     class Boom:
         def __repr__(self):
@@ -91,9 +91,9 @@ def test_crash_mid_write_leaves_no_truncated_record(tmp_path: Path, monkeypatch)
     def exploding_default(obj):
         raise RuntimeError("crash while serialising")
 
-    monkeypatch.setattr("sslbench.records._json_default", exploding_default)
+    monkeypatch.setattr("sslbench.results.records._json_default", exploding_default)
     with pytest.raises(RuntimeError):
-        write_json_atomic(target, {"schema_version": 1, "run_id": "new", "bad": Boom()})
+        write_json(target, {"schema_version": 1, "run_id": "new", "bad": Boom()})
     assert json.loads(target.read_text())["run_id"] == "old"
     assert not [p for p in tmp_path.iterdir() if p.name != "r.json"]
 

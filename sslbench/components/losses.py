@@ -10,8 +10,12 @@ with sim the cosine similarity and N_i the negatives of anchor i.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def info_nce(
@@ -86,3 +90,34 @@ def info_nce_logit_bytes(batch: int, num_candidates: int, dtype_bytes: int = 4, 
     """
     copies = 3 + max(0, calls - 1)
     return copies * batch * (1 + num_candidates) * dtype_bytes
+
+
+# ---------------------------------------------------------------- memory floors of in-batch negatives
+
+
+def saved_activation_bytes(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd saves for backward in ``module(x)``, each storage once, parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return sum(seen.values())
+
+
+def per_sample_activation_bytes(module: nn.Module, input_shape: Sequence[int]) -> int:
+    """Activation bytes autograd keeps per input sample of ``module`` in training mode (float32, CPU).
+
+    Traced on a copy (the module's BN statistics are untouched) at batch 2 and 4; the
+    difference halved leaves out what does not grow with the batch.
+    """
+    net = copy.deepcopy(module).float().cpu().train()
+    g = torch.Generator().manual_seed(0)
+    sizes = [saved_activation_bytes(net, torch.rand(b, *input_shape, generator=g)) for b in (2, 4)]
+    return max(0, (sizes[1] - sizes[0]) // 2)

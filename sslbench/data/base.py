@@ -43,6 +43,7 @@ class Split:
     dataset: a map-style Dataset of (uint8 C x H x W tensor, label) when not in memory
     graph:   a torch_geometric ``Data`` (x N x F, edge_index 2 x E, y N): the whole graph, shared by every split
     nodes:   int64 tensor of this split's node indices in ``graph`` (labels == graph.y[nodes])
+    samples: any other modality's in-memory inputs, indexable by sample (e.g. a float N x F tensor)
     """
 
     labels: torch.Tensor
@@ -50,6 +51,7 @@ class Split:
     dataset: Dataset | None = None
     graph: Any = None
     nodes: torch.Tensor | None = None
+    samples: Any = None
     extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -7,17 +7,20 @@ in ``<cache_dir>/sha256-memo.json`` keyed by (absolute path, size, mtime), so a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_text
 from .root import cache_dir
 
 PREFIX = "sha256:"
@@ -45,11 +48,7 @@ def _read_memo(path: Path) -> dict[str, str]:
 def _write_memo(path: Path, memo: dict[str, str]) -> None:
     """Write atomically (temp file + rename) so concurrent runs never see half a file."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sha256-memo.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(memo, f, indent=0, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(memo, indent=0, sort_keys=True))
     except OSError:
         pass  # the memo is an optimisation only
 
@@ -116,3 +115,50 @@ def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
     """Fingerprint of several files' contents, in sorted name order."""
     paths = sorted(Path(p) for p in paths)
     return combine_fingerprints(f"{p.name}={file_sha256(p)}" for p in paths)
+
+
+# --------------------------------------------------------------------------- which files a reader opened
+
+_reads: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("sslbench_reads", default=None)
+_hook_installed = False
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event not in ("open", "os.listdir", "os.scandir"):
+        return
+    found = _reads.get()
+    if found is None or not args:
+        return
+    path = args[0]
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return  # a file descriptor
+    if event == "open":
+        mode, flags = (args[1], args[2]) if len(args) >= 3 else (None, 0)
+        if isinstance(mode, str) and any(c in mode for c in "wax+"):
+            return
+        if mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS:
+            return
+    try:
+        found.add(Path(os.fsdecode(path)).resolve())
+    except (OSError, ValueError):  # pragma: no cover - an odd path name is simply not recorded
+        pass
+
+
+@contextlib.contextmanager
+def record_reads() -> Iterator[set[Path]]:
+    """Record the files opened for reading and the folders listed by this thread (and its tasks) inside the
+    block, e.g. by a torchvision constructor, so a data set's fingerprint covers exactly what was read.
+
+    Uses a process-wide audit hook (PEP 578), installed on first use and idle outside these blocks. Reads by C
+    libraries (HDF5, LMDB) are not seen."""
+    global _hook_installed
+    if not _hook_installed:
+        sys.addaudithook(_audit)
+        _hook_installed = True
+    found: set[Path] = set()
+    token = _reads.set(found)
+    try:
+        yield found
+    finally:
+        _reads.reset(token)

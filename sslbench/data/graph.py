@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, DataNotFoundError
+from ..plugins import register_dataset
 from .base import DataInfo, Split
 from .fingerprint import files_fingerprint
 
@@ -182,6 +183,7 @@ def _loader(name: str):
     return load
 
 
-GRAPH_DATASETS = {name: _loader(name) for name in GRAPH_SPECS}
+for _name in GRAPH_SPECS:
+    register_dataset(_name, "graph")(_loader(_name))
 
-__all__ = ["GRAPH_DATASETS", "GRAPH_SPECS", "load_graph", "random_split"]
+__all__ = ["GRAPH_SPECS", "load_graph", "random_split"]

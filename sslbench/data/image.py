@@ -12,7 +12,6 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,7 +26,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.functional import pil_to_tensor
 
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import ConfigError, DataNotFoundError
+from ..plugins import register_dataset
 from .base import DataInfo, Split
 from .fingerprint import (
     array_fingerprint,
@@ -109,6 +110,7 @@ def _is_image(name: str) -> bool:
 # --------------------------------------------------------------------------- digits
 
 
+@register_dataset("digits", "image")
 def load_digits(
     root: Path, splits: Sequence[str], download: bool = False, **options: Any
 ) -> tuple[DataInfo, dict[str, Split]]:
@@ -204,6 +206,7 @@ def _find_mnist(root: Path, download: bool) -> tuple[Arrays, str, str]:
     raise _not_found("MNIST", looked, "mnist.npz")
 
 
+@register_dataset("mnist", "image")
 def load_mnist(
     root: Path, splits: Sequence[str], download: bool = False, **options: Any
 ) -> tuple[DataInfo, dict[str, Split]]:
@@ -307,23 +310,14 @@ def _decoded_dir(name: str, fingerprint: str) -> Path:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, array)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, array), binary=True)
 
 
 def _save_decoded(folder: Path, arrays: Arrays, classes: list[str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     for s, (images, labels) in arrays.items():
         _save_npy(folder / f"{s}_images.npy", images)
         _save_npy(folder / f"{s}_labels.npy", labels)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".classes.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"classes": classes, "splits": sorted(arrays)}, f)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / "classes.json")
+    atomic_write_text(folder / "classes.json", json.dumps({"classes": classes, "splits": sorted(arrays)}))
 
 
 def _load_decoded(folder: Path, splits: list[str]) -> tuple[Arrays, list[str]] | None:
@@ -466,6 +460,7 @@ def _load_cifar(
     return info, _splits_from_arrays(loaded.arrays, splits)
 
 
+@register_dataset("cifar10", "image")
 def load_cifar10(
     root: Path, splits: Sequence[str], download: bool = False, **options: Any
 ) -> tuple[DataInfo, dict[str, Split]]:
@@ -480,6 +475,7 @@ def load_cifar10(
     return _load_cifar(CIFAR["cifar10"], root, splits, download, options)
 
 
+@register_dataset("cifar100", "image")
 def load_cifar100(
     root: Path, splits: Sequence[str], download: bool = False, **options: Any
 ) -> tuple[DataInfo, dict[str, Split]]:
@@ -531,6 +527,7 @@ def _floats(name: str, value: Sequence[float]) -> tuple[float, ...]:
         raise ConfigError(f"imagefolder option {name} must be a list of numbers, got {value!r}") from err
 
 
+@register_dataset("imagefolder", "image")
 def load_imagefolder(
     root: Path,
     splits: Sequence[str],
@@ -598,12 +595,3 @@ def load_imagefolder(
         source=str(folder),
     )
     return info, result
-
-
-IMAGE_DATASETS: dict[str, Callable[..., tuple[DataInfo, dict[str, Split]]]] = {
-    "digits": load_digits,
-    "mnist": load_mnist,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
-    "imagefolder": load_imagefolder,
-}

@@ -1,7 +1,7 @@
 """Protocol base class and the evaluation context shared by every protocol.
 
 A protocol receives an :class:`EvalContext` (the trained method, the data, the
-device, the seed) and returns named :class:`~sslbench.records.Metric` values. The
+device, the seed) and returns named :class:`~sslbench.results.records.Metric` values. The
 context computes each split's frozen features once and caches them, so linear,
 kNN, few-shot and noisy-label protocols of one run share one forward pass.
 """
@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch.utils.data import DataLoader
 
 from ..data.base import DataInfo, Split
-from ..engine import channels_last
-from ..records import Metric
-from ..views.image import eval_batch, eval_transform
+from ..plugins import get_modality
+from ..results.records import Metric
 
 
 class Protocol:
@@ -34,6 +32,10 @@ class Protocol:
     def run(self, ctx: EvalContext) -> dict[str, Metric]:
         raise NotImplementedError
 
+    def trains_encoder(self) -> bool:
+        """Whether this configuration trains the encoder (fine-tuning), which the modality must support."""
+        return False
+
 
 @dataclass
 class EvalContext:
@@ -44,67 +46,21 @@ class EvalContext:
     seed: int = 0
     batch_size: int = 512
     _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    _graph_cache: dict[int, torch.Tensor] = field(default_factory=dict)
+    _shared: dict = field(default_factory=dict)  # the modality's own per-run memo (a graph's one embedding)
+
+    @property
+    def modality(self) -> Any:
+        """The data's :class:`~sslbench.modalities.base.Modality`."""
+        return get_modality(self.data.modality)
 
     def features(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen features N x D (float32, on CPU) and labels N of a split, computed once. For a graph's
-        node splits, one forward pass over the whole graph serves every split (rows ``split.nodes``)."""
+        """Frozen features N x D (float32, on CPU) and labels N of a split, computed once per run by the
+        modality (a graph's node splits share one forward pass over the whole graph)."""
         if split not in self._cache:
             s = self.splits[split]
-            if s.graph is not None:
-                if id(s.graph) not in self._graph_cache:
-                    self._graph_cache[id(s.graph)] = embed_graph(self.method, s.graph, self.device)
-                feats = self._graph_cache[id(s.graph)][s.nodes]
-            else:
-                feats = extract_features(self.method, s, self.data, self.device, self.batch_size)
+            feats = self.modality.features(self.method, s, self.data, self.device, self.batch_size, self._shared)
             self._cache[split] = (feats, s.labels.clone())
         return self._cache[split]
-
-
-@torch.no_grad()
-def extract_features(method: Any, split: Split, data: DataInfo, device: torch.device,
-                     batch_size: int = 512) -> torch.Tensor:
-    """Run ``method.embed`` in eval mode over a split: N samples -> N x D on CPU."""
-    was_training = method.training
-    method.eval()
-    out = []
-    try:
-        if split.in_memory:
-            for i in range(0, len(split), batch_size):
-                x = eval_batch(split.images[i:i + batch_size].to(device), data)
-                out.append(method.embed(channels_last(x)).float().cpu())
-        else:
-            tf = eval_transform(data)
-            loader = DataLoader(_Mapped(split.dataset, tf), batch_size=batch_size, num_workers=0)
-            for x in loader:
-                out.append(method.embed(x.to(device)).float().cpu())
-    finally:
-        method.train(was_training)
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def embed_graph(method: Any, graph: Any, device: torch.device) -> torch.Tensor:
-    """``method.embed`` in eval mode over a whole graph (x N x F, edge_index 2 x E) -> N x D on CPU."""
-    was_training = method.training
-    method.eval()
-    try:
-        from ..views.graph import graph_inputs
-
-        return method.embed(graph_inputs(graph, device)).float().cpu()
-    finally:
-        method.train(was_training)
-
-
-class _Mapped(torch.utils.data.Dataset):
-    def __init__(self, base, tf):
-        self.base, self.tf = base, tf
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        return self.tf(self.base[i][0])
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:

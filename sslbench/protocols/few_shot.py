@@ -30,7 +30,7 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import register_protocol
-from ..records import Metric
+from ..results.records import Metric
 from .base import EvalContext, Protocol, topk_accuracy
 from .finetune import finetune_and_test
 from .linear import standardize_subset, train_linear
@@ -72,6 +72,9 @@ class FewShot(Protocol):
         for spec in specs:
             out.setdefault(subset_label(**spec), spec)
         return list(out.items())
+
+    def trains_encoder(self) -> bool:
+        return self.cfg.head == "finetune"
 
     def run(self, ctx: EvalContext) -> dict[str, Metric]:
         c = self.cfg

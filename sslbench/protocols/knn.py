@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plugins import register_protocol
-from ..records import Metric
+from ..results.records import Metric
 from .base import EvalContext, Protocol, topk_accuracy
 
 

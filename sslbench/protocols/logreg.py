@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..plugins import register_protocol
-from ..records import Metric
+from ..results.records import Metric
 from .base import EvalContext, Protocol, topk_accuracy
 from .few_shot import probe_seed
 from .linear import standardize

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import register_protocol
-from ..records import Metric
+from ..results.records import Metric
 from .base import EvalContext, Protocol, topk_accuracy
 from .few_shot import HEADS, probe_seed
 from .finetune import finetune_and_test
@@ -78,6 +78,9 @@ class NoisyLabel(Protocol):
             raise ConfigError(f"protocols.noisy_label.repeats must be at least 1, got {c.repeats}")
         if not c.rates or not c.modes:
             raise ConfigError("protocols.noisy_label needs at least one rate and one mode")
+
+    def trains_encoder(self) -> bool:
+        return self.cfg.head == "finetune"
 
     def run(self, ctx: EvalContext) -> dict[str, Metric]:
         self._check()

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..records import Metric
+from ..results.records import Metric
+from ..results.stats import mean_std_ci
 
 NOISE_MODES = ("symmetric", "asymmetric")
 
@@ -225,21 +226,6 @@ def labels_digest(labels: torch.Tensor) -> str:
 
 
 # ---------------------------------------------------------------- statistics
-
-
-def mean_std_ci(values: Sequence[float]) -> tuple[float, float, float, int]:
-    """(mean, sample std (ddof=1), half-width of the 95% t-interval of the mean, n); std and CI NaN when n < 2."""
-    from ..compare import t_quantile_975
-
-    vals = [float(v) for v in values]
-    n = len(vals)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = sum(vals) / n
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n), n
 
 
 @dataclass

@@ -14,11 +14,10 @@ replays exactly on resume. Shapes: x N x F, edge_index 2 x E.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from ..config import GraphViewConfig
 from ..errors import ConfigError
 
 
@@ -42,6 +41,18 @@ def mask_features(x: torch.Tensor, p: float) -> torch.Tensor:
         return x
     keep = torch.rand(x.shape[1], device=x.device) >= p
     return x * keep.to(x.dtype)
+
+
+@dataclass
+class GraphViewConfig:
+    """Graph views (Zhu et al. 2020, GRACE Sec. 3.2): edge dropping and feature masking, one value per view.
+
+    A list gives each view its own probability (GRACE's p_e,1 / p_e,2 and p_f,1 / p_f,2); one value is
+    used by every view. DGI's corruption (feature-row shuffling) is the method's own negative, not a view.
+    """
+
+    drop_edge: list[float] = field(default_factory=lambda: [0.0])  # P(an edge is removed)
+    mask_feature: list[float] = field(default_factory=lambda: [0.0])  # P(a feature dimension is zeroed)
 
 
 @dataclass
@@ -92,5 +103,5 @@ class GraphView:
                     edge_index=drop_edges(graph.edge_index, self.recipe.drop_edge), num_nodes=graph.num_nodes)
 
 
-__all__ = ["shuffle_rows", "drop_edges", "mask_features", "GraphViewRecipe", "GraphView", "view_recipes",
+__all__ = ["GraphViewConfig", "shuffle_rows", "drop_edges", "mask_features", "GraphViewRecipe", "GraphView", "view_recipes",
            "resolve_views", "graph_inputs"]

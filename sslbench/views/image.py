@@ -12,16 +12,34 @@ Both end with per-channel normalisation with the data set's mean and std.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import kornia.augmentation as K
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from ..config import ImageViewConfig
 from ..data.base import DataInfo
 from ..errors import ConfigError
 
 BACKENDS = ("auto", "batched", "per_sample")
+
+
+@dataclass
+class ImageViewConfig:
+    """SimCLR-style image views (Chen et al. 2020, App. A), sized per data set."""
+
+    size: int | None = None  # output side; None: the data set's native size
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_strength: float = 1.0  # s in ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0  # the paper blurs ImageNet-size images with p=0.5, not CIFAR
+    blur_kernel_frac: float = 0.1  # kernel = 10% of the image side
+    solarize_p: float = 0.0
+    backend: str = "auto"  # auto | batched (kornia, on the device) | per_sample (torchvision v2 in workers)
 
 
 def _size(cfg: ImageViewConfig, data: DataInfo) -> int:
@@ -96,11 +114,16 @@ def per_sample_views(cfg: ImageViewConfig, data: DataInfo) -> v2.Compose:
 
 
 def eval_transform(data: DataInfo, size: int | None = None) -> v2.Compose:
-    """Deterministic evaluation view of one image: resize (shorter side to size*8/7), centre crop, normalise."""
+    """Deterministic evaluation view of one image read per item (a ``Split.dataset``, whose images may differ in
+    size): resize (shorter side to size*8/7 from 64 pixels up, else to size), centre crop to size x size,
+    normalise. Every output has one size, so any such split batches, whatever the data set is called.
+
+    In-memory splits (uint8 N x C x H x W arrays, one size) are evaluated at native size by :func:`eval_batch`.
+    Below 64 pixels an image that already is size x size passes the resize and crop unchanged.
+    """
     size = int(size or data.image_size)
-    tfs: list[nn.Module] = []
-    if size != data.image_size or data.name == "imagefolder":
-        tfs += [v2.Resize(int(round(size * 8 / 7)) if size >= 64 else size, antialias=True), v2.CenterCrop(size)]
+    tfs: list[nn.Module] = [v2.Resize(int(round(size * 8 / 7)) if size >= 64 else size, antialias=True),
+                            v2.CenterCrop(size)]
     tfs += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(data.mean), list(data.std))]
     return v2.Compose(tfs)
 

@@ -18,13 +18,18 @@ std (the published +- where the source gives one, else NaN), protocol (a one-lin
 entry's protocol and the result's own details such as epochs and batch), status, unverified
 (status contains "to verify") and note.
 
-:func:`match_references` pairs them with reproduced aggregates (:func:`sslbench.compare.aggregate`)
+:func:`match_references` pairs them with reproduced aggregates (:func:`sslbench.results.frame.aggregate`)
 by (suite, method, metric). A suite matches by name, or through the ``suite.reference``
 (``results/reference/<file>.yaml#<anchor>``) that the records carry. A method matches
 exactly (``moco.v2`` only with ``moco.v2``) or by the base name (a published ``simclr``
 matches every reproduced ``simclr`` variant). One reproduced group may face several
 published numbers (e.g. 200 and 800 epochs): each gets its row, with its protocol
 details so the reader sees which one is the like-for-like comparison.
+
+The files ship with sslbench as the package ``sslbench_references`` (``results/reference`` of the
+source tree): a path under ``results/reference`` that does not exist relative to the working
+folder (the bare ``--reference``, or a suite's ``reference: results/reference/solo-learn.yaml#cifar10``)
+is read from there (:func:`resolve_reference_path`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import SSLBenchError
+from ..errors import SSLBenchError
+from .frame import aggregate, records_frame, short_id
+from .table import Table, format_mean_std
 
 DEFAULT_REFERENCE_DIR = "results/reference"
 UNVERIFIED = "(unverified)"
@@ -64,6 +71,31 @@ def _summary(details: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in details.items() if v is not None and v != "")
 
 
+def packaged_references() -> Path | None:
+    """The folder of reference files installed with sslbench (package ``sslbench_references``), if any."""
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("sslbench_references")))
+    except ModuleNotFoundError:
+        return None
+
+
+def resolve_reference_path(path: str | Path) -> Path:
+    """``path`` when it exists; else, for a path under ``results/reference``, the installed copy of it
+    (:func:`packaged_references`) when that exists; else ``path`` unchanged (the caller reports it)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    prefix = Path(DEFAULT_REFERENCE_DIR).parts
+    packaged = packaged_references()
+    if packaged is not None and path.parts[: len(prefix)] == prefix:
+        candidate = packaged.joinpath(*path.parts[len(prefix):])
+        if candidate.exists():
+            return candidate
+    return path
+
+
 def _reference_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -88,13 +120,14 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_references(path: str | Path = DEFAULT_REFERENCE_DIR) -> pd.DataFrame:
-    """Every published number under ``path`` (a folder of YAML files, a file, or ``file.yaml#anchor``)."""
+    """Every published number under ``path`` (a folder of YAML files, a file, or ``file.yaml#anchor``;
+    see :func:`resolve_reference_path`)."""
     text = str(path)
     only_anchor = None
     if "#" in text:
         text, only_anchor = text.split("#", 1)
     rows: list[dict[str, Any]] = []
-    for f in _reference_files(Path(text)):
+    for f in _reference_files(resolve_reference_path(text)):
         data = _load_yaml(f)
         project = data.get("project")
         file_source = data.get("source")
@@ -189,11 +222,8 @@ def match_references(
     return pd.DataFrame(rows)
 
 
-def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool = False):
-    """A :class:`sslbench.compare.Table`: reproduced vs published, with the difference and the source."""
-    from .compare import Table, aggregate, records_frame
-    from .render import format_mean_std
-
+def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool = False) -> Table:
+    """A :class:`~.table.Table`: reproduced vs published, with the difference and the source."""
     agg = aggregate(records_frame(records))
     matched = match_references(agg, refs, records)
     notes: list[str] = []
@@ -206,8 +236,6 @@ def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool 
             + (f"; reproduced: {', '.join(reproduced)}" if reproduced else "")
         )
         return Table(frame, notes)
-    from .compare import _short
-
     groups = matched.groupby(["method", "suite", "suite_version"], dropna=False)["config_hash"].transform("nunique")
     out = []
     footnotes: dict[Any, int] = {}
@@ -232,7 +260,7 @@ def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool 
                    f"status: {r['ref_status'] or 'none'}): {r['ref_protocol']}"
             source_notes.append(text + (f" — {r['ref_note']}" if r["ref_note"] else ""))
         suite = f"{r['suite']} v{r['suite_version']}" if r["suite_version"] is not None else str(r["suite"])
-        label = str(r["method"]) + (f" [cfg {_short(r['config_hash'])}]" if groups[i] > 1 else "")
+        label = str(r["method"]) + (f" [cfg {short_id(r['config_hash'])}]" if groups[i] > 1 else "")
         out.append([label, suite, r["metric"], cell, published, diff_text,
                     f"[{footnotes[r['ref_index']]}]"])
     frame = pd.DataFrame(out, columns=["method", *columns]).set_index("method")

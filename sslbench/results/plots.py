@@ -12,7 +12,7 @@ One PNG per (suite, suite version, protocol, mode[, statistic]) with one line pe
 ``[cfg ...]`` line since groups are never averaged). y = the mean over pretraining seeds;
 the band is the 95% interval: over pretraining seeds when n >= 2, else from the metric's
 within-run repetitions (``per_seed`` / ``std`` / ``n``: few-shot subsets), see
-:func:`sslbench.compare.aggregate`. Only ``ok`` runs. Drawn with the Agg canvas (no
+:func:`sslbench.results.frame.aggregate`. Only ``ok`` runs. Drawn with the Agg canvas (no
 display, no global pyplot state).
 """
 
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .frame import aggregate, records_frame, short_id
 
 _X = re.compile(r"^(?P<protocol>.+)\.(?P<stat>[A-Za-z0-9_]+)@(?P<mode>n|k|p|sym|asym)(?P<x>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)$")
 
@@ -50,8 +52,6 @@ def _safe(text: str) -> str:
 
 def curve_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The aggregated curve points: aggregate() rows of curve metrics with protocol, stat, mode, x, label."""
-    from .compare import _short, aggregate, records_frame
-
     agg = aggregate(records_frame(records))
     parsed = [parse_curve_metric(m) for m in agg["metric"]]
     keep = [p is not None for p in parsed]
@@ -70,9 +70,9 @@ def curve_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                    & (agg["suite_version"] == r["suite_version"])]
         label = str(r["method"])
         if same["config_hash"].nunique(dropna=False) > 1:
-            label += f" [cfg {_short(r['config_hash'])}]"
+            label += f" [cfg {short_id(r['config_hash'])}]"
         if same["data_fingerprint"].nunique(dropna=False) > 1:
-            label += f" [data {_short(r['data_fingerprint'])}]"
+            label += f" [data {short_id(r['data_fingerprint'])}]"
         if same["method_version"].nunique(dropna=False) > 1:
             label += f" v{r['method_version']}"
         labels.append(label)

@@ -1,4 +1,4 @@
-"""RunRecord: one JSON file per run, with its provenance, written atomically.
+"""RunRecord: one JSON file per run, with its provenance, written atomically (:mod:`sslbench.atomic`).
 
 Schema (``schema_version`` 1)::
 
@@ -28,11 +28,12 @@ Schema (``schema_version`` 1)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write_text
+from ..errors import SSLBenchError
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "failed", "interrupted")
@@ -75,36 +76,10 @@ class RunRecord:
         return asdict(self)
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    A crash leaves either the old file or no file, never a truncated one; readers
-    ignore the ``.tmp`` leftovers.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; records are shared like any output file
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    """JSON through :func:`write_text_atomic` (serialised first, so a bad value never touches the file)."""
-    return write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON to ``path`` atomically (numpy scalars, paths, sets and tuples
+    allowed); it is serialised first, so a bad value never touches the file."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:
@@ -121,7 +96,7 @@ def save_record(record: RunRecord, out_dir: Path) -> Path:
     """Save ``record`` as ``out_dir/<run_id>.json`` atomically; run ids are unique."""
     if record.status not in STATUSES:
         raise ValueError(f"status {record.status!r} is not one of {STATUSES}")
-    return write_json_atomic(Path(out_dir) / f"{record.run_id}.json", record.to_dict())
+    return write_json(Path(out_dir) / f"{record.run_id}.json", record.to_dict())
 
 
 def load_records(paths: list[Path] | tuple[Path, ...]) -> list[dict[str, Any]]:
@@ -138,16 +113,12 @@ def load_records(paths: list[Path] | tuple[Path, ...]) -> list[dict[str, Any]]:
         elif p.is_file():
             files.append(p)
         else:
-            from .errors import SSLBenchError
-
             raise SSLBenchError(f"No such record file or folder: '{p}'")
     out = []
     for f in files:
         try:
             data = json.loads(f.read_text())
         except json.JSONDecodeError as e:
-            from .errors import SSLBenchError
-
             raise SSLBenchError(f"Corrupt record '{f}': {e}") from e
         if isinstance(data, dict) and "schema_version" in data and "run_id" in data:
             data["_path"] = str(f)

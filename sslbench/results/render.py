@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import html
-import math
 from typing import TYPE_CHECKING
 
-from .errors import SSLBenchError
+from ..errors import SSLBenchError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .compare import Table
+    from .table import Table
 
 FORMATS: tuple[str, ...] = ("rich", "md", "csv", "html")
-
-
-def format_mean_std(mean: float, std: float | None, n: int, ci: float | None = None, digits: int = 2) -> str:
-    """``"97.12 ± 0.31 (3)"``; one run ``"97.12 (1)"``; with ``ci`` (half-width) ``"... [96.4, 97.9]"``.
-
-    The interval bounds use one digit less than the mean.
-    """
-    if mean is None or not math.isfinite(mean):
-        return "—"
-    text = f"{mean:.{digits}f}"
-    if n > 1 and std is not None and math.isfinite(std):
-        text += f" ± {std:.{digits}f}"
-    text += f" ({n})"
-    if ci is not None and math.isfinite(ci):
-        d = max(digits - 1, 0)
-        text += f" [{mean - ci:.{d}f}, {mean + ci:.{d}f}]"
-    return text
 
 
 def render_table(

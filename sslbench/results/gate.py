@@ -5,7 +5,7 @@ Baseline file
 JSON (``.json``, the default) or YAML (``.yaml`` / ``.yml``), written by
 :func:`write_baseline` (``sslbench compare RUNS --write-baseline F --hardware-class cpu-2core``)
 from the ``ok`` records of honest runs; one entry per comparability group
-(:data:`sslbench.compare.GROUP_KEY`) and metric, with the provenance of the records it
+(:data:`.frame.GROUP_KEY`) and metric, with the provenance of the records it
 came from::
 
     {
@@ -30,7 +30,7 @@ came from::
     }
 
 Besides the records' metrics, entries cover the run's ``timing`` (``timing.samples_per_s``,
-``timing.peak_memory_mb``, ``timing.wall_s``; see :data:`sslbench.compare.TIMING_METRICS`).
+``timing.peak_memory_mb``, ``timing.wall_s``; see :data:`.frame.TIMING_METRICS`).
 ``hardware`` is the coarse machine of the records ("cpu xN" or "cuda <gpu> xN"): for
 performance metrics (protocol ``timing`` or ``profile``) a different one is not comparable.
 
@@ -53,7 +53,7 @@ measured in the metric's bad direction (baseline - current when higher is better
 * when either side has n >= 2 seeds, drop > the seed spread, taken as the half-width of the
   95% Student-t interval of the difference of the two means with a pooled variance:
   ``t_0.975(df) * s_p * sqrt(1/n_base + 1/n_cur)``, ``s_p^2 = sum((n_i - 1) s_i^2) / df``,
-  ``df = sum(n_i - 1)`` over the sides with n_i >= 2.
+  ``df = sum(n_i - 1)`` over the sides with n_i >= 2 (:func:`.stats.diff_ci95_halfwidth`).
 
 Why the interval of the difference rather than "2 x pooled std": it is the test the
 ``compare --ci`` intervals already speak (a one-sided test at 2.5%: an unchanged code base
@@ -82,7 +82,12 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import SSLBenchError
+from ..atomic import atomic_write_text
+from ..errors import SSLBenchError
+from .frame import aggregate, is_missing, records_frame, short_id, sort_key
+from .records import write_json
+from .stats import diff_ci95_halfwidth
+from .table import Table
 
 FORMAT = "sslbench-baseline"
 FORMAT_VERSION = 1
@@ -147,8 +152,6 @@ def _clean(value: Any) -> Any:
 
 
 def _current(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from .compare import aggregate, records_frame
-
     df = records_frame(records, timing=True)
     agg = aggregate(df)
     return df, agg[agg["mean"].notna()].reset_index(drop=True)
@@ -194,8 +197,6 @@ def baseline_entries(records: list[dict[str, Any]], hardware_class: str) -> list
 
 
 def _by_seed(run_ids: tuple[str, ...], runs: list[dict[str, Any]]) -> list[str]:
-    from .compare import sort_key
-
     order = sorted(range(len(runs)), key=lambda i: sort_key(runs[i].get("seed")))
     return [run_ids[i] for i in order]
 
@@ -216,16 +217,8 @@ def write_baseline(records: list[dict[str, Any]], path: str | Path, hardware_cla
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        return _write_text_atomic(path, yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))
-    from .records import write_json_atomic
-
-    return write_json_atomic(path, payload)
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    from .records import write_text_atomic
-
-    return write_text_atomic(path, text)
+        return atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))
+    return write_json(path, payload)
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
@@ -317,11 +310,6 @@ class Finding:
         return f"{self.status}: {self.where}: {self.detail}"
 
 
-Regression = Finding
-"""What :func:`check_against_baseline` returns: a failing :class:`Finding` (a regression, or a
-not-comparable entry covered by a rule)."""
-
-
 def _num(v: float | None) -> str:
     return "—" if v is None or not math.isfinite(v) else f"{v:.2f}"
 
@@ -340,32 +328,10 @@ class GateReport:
         return sum(f.status == status for f in self.findings)
 
 
-def seed_spread(std_a: float | None, n_a: int, std_b: float | None, n_b: int) -> float:
-    """Half-width of the 95% pooled-variance t-interval of ``mean_a - mean_b``; NaN when both n < 2."""
-    from .compare import t_quantile_975
-
-    df, ss = 0, 0.0
-    for std, n in ((std_a, n_a), (std_b, n_b)):
-        if n >= 2 and std is not None and math.isfinite(std):
-            df += n - 1
-            ss += (n - 1) * std * std
-    if df == 0:
-        return math.nan
-    return t_quantile_975(df) * math.sqrt(ss / df) * math.sqrt(1.0 / n_a + 1.0 / n_b)
-
-
 def _same(a: Any, b: Any) -> bool:
-    from .compare import _is_missing
-
-    if _is_missing(a) and _is_missing(b):
+    if is_missing(a) and is_missing(b):
         return True
     return a == b
-
-
-def _short(v: Any) -> str:
-    from .compare import _short as short
-
-    return short(v)
 
 
 def compare_to_baseline(
@@ -440,7 +406,7 @@ def compare_to_baseline(
         drop = base.baseline - base.current if base.higher_is_better else base.current - base.baseline
         base.drop = drop
         if max(base.n_baseline, base.n_current) >= 2:
-            base.spread = seed_spread(_float(e.get("std")), base.n_baseline, _float(row["std"]), base.n_current)
+            base.spread = diff_ci95_halfwidth(_float(e.get("std")), base.n_baseline, _float(row["std"]), base.n_current)
         base.status = "pass" if rules else "unchecked"
         for rule in rules:
             limit = rule.limit(base.baseline)
@@ -472,22 +438,20 @@ def _float(v: Any) -> float | None:
 
 
 def _differences(e: dict[str, Any], row: pd.Series) -> str:
-    diffs = [f"{k} {_short(e.get(k))} in the baseline, {_short(row[k])} now"
+    diffs = [f"{k} {short_id(e.get(k))} in the baseline, {short_id(row[k])} now"
              for k in KEY_FIELDS if not _same(e.get(k), row[k])]
     return ", ".join(diffs)
 
 
 def check_against_baseline(
     records: list[dict[str, Any]], baseline: dict[str, Any] | str | Path, fails: list[FailRule]
-) -> list[Regression]:
+) -> list[Finding]:
     """The failures of the gate: regressions, and not-comparable entries that a rule covers."""
     return compare_to_baseline(records, baseline, fails).failures
 
 
-def gate_table(report: GateReport, only_covered: bool = False):
-    """A :class:`sslbench.compare.Table` of baseline vs current per entry, with the verdict."""
-    from .compare import Table
-
+def gate_table(report: GateReport, only_covered: bool = False) -> Table:
+    """A :class:`~.table.Table` of baseline vs current per entry, with the verdict."""
     rows = []
     for f in report.findings:
         if only_covered and not f.covered and f.status != "new":

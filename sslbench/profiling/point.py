@@ -1,13 +1,13 @@
 """One point of ``sslbench profile``, run in a fresh process so that its peak memory is its own.
 
-    python -m sslbench.profile_point < spec.json      (or the JSON as the only argument)
+    python -m sslbench.profiling.point < spec.json      (or the JSON as the only argument)
 
-The spec (written by :mod:`sslbench.protocols.profile`) holds ``method``, ``suite``,
+The spec (written by :mod:`sslbench.profiling.sweep`) holds ``method``, ``suite``,
 ``overrides`` ([[key, value], ...], the swept negatives key included), ``seed``,
 ``steps``, ``warmup``, ``data_root``, ``plugin_dirs`` and optionally
 ``memory_limit_mb``. The point builds the run exactly as ``sslbench run`` does
-(config -> data -> encoder -> method -> :class:`~sslbench.engine.Trainer`), then feeds
-``warmup + steps`` batches of the suite's real data through ``Trainer._train_step``.
+(:func:`sslbench.build.build_run`), then feeds ``warmup + steps`` batches of the suite's real
+data (``Trainer.batches``) through ``Trainer.train_step``.
 
 Timing: wall time of each of the ``steps`` training steps after ``warmup`` (CUDA
 synchronised, data preparation excluded); the median is reported.
@@ -132,51 +132,28 @@ def emit(kind: str, payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _batches(trainer: Any, n: int):
-    """``n`` batches from the engine's BatchSource, epoch after epoch."""
-    epoch = 0
-    while True:
-        for batch in trainer.source.epoch_batches(epoch, 0):
-            if n <= 0:
-                return
-            n -= 1
-            yield batch
-        epoch += 1
-
-
 def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     """Set the run up, time ``warmup + steps`` training steps, measure memory; returns the result."""
     import torch
 
-    from .components.encoders import build_encoder
-    from .engine import Trainer, seed_everything, select_device
-    from .plugins import set_plugin_dirs
-    from .provenance import environment_info, hardware_info
-    from .runner import RunOptions, load_run_data, subset
-    from .suites import build_run_config
+    from ..build import RunOptions, build_run
+    from ..plugins import set_plugin_dirs
+    from ..provenance import environment_info, hardware_info
+    from ..suites import build_run_config
 
     set_plugin_dirs(spec.get("plugin_dirs") or [])
     overrides = [(k, v) for k, v in spec.get("overrides", [])]
     cfg, cls, _ = build_run_config(spec["method"], spec["suite"], overrides, spec.get("seed"))
     opts = RunOptions(data_root=Path(spec["data_root"]) if spec.get("data_root") else None, progress=False)
-    info, splits = load_run_data(cfg, opts)
-    train = subset(splits[cfg.dataset.train], cfg.dataset.max_train_samples)
-    device = select_device(cfg.pretrain.device)
-    if cfg.pretrain.threads:
-        torch.set_num_threads(cfg.pretrain.threads)
-    seed_everything(cfg.seed, cfg.pretrain.deterministic)
-    encoder, dim = build_encoder(cfg.encoder, info)
-    method = cls(cfg.method_config, encoder, dim, info, len(train))
-    method.variant = cfg.method.partition(".")[2] or None
+    run = build_run(cfg, cls, opts)
+    method, trainer, device = run.method, run.trainer, run.device
     bs = cfg.pretrain.batch_size
     analytic = int(method.negatives_memory_bytes(bs))
     setup = {"device": str(device), "batch_size": bs, "num_negatives": int(method.num_negatives(bs)),
-             "analytic_bytes": analytic, "threads": torch.get_num_threads()}
+             "analytic_bytes": analytic, "threads": torch.get_num_threads(), "unit": trainer.unit}
     emit("setup", {**setup, "environment": environment_info(), "hardware": hardware_info(device)})
-    trainer = Trainer(method, train, info, cfg.views, cfg.pretrain, cfg.seed, device, checkpoint=None,
-                      progress=False)
     warmup, steps = int(spec.get("warmup", 3)), int(spec.get("steps", 10))
-    batches = _batches(trainer, warmup + steps)
+    batches = trainer.batches(warmup + steps)
     batch: Any = next(batches)  # prepared before the baseline: what grows is the step's own memory
     cuda = device.type == "cuda"
     if cuda:
@@ -198,11 +175,10 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        loss = trainer._train_step(batch)
+        loss = trainer.train_step(batch)
         if cuda:
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
-        trainer.step += 1
         batch = None  # one batch alive at a time, as at the baseline
         if i >= warmup:
             times.append(dt)
@@ -215,7 +191,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
                   "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
     median = statistics.median(times) if times else float("nan")
     return {**setup, "status": "ok", "step_s": times, "median_step_s": median,
-            "samples_per_s": trainer.source.samples_per_step / median if median > 0 else None, "baseline_mb": baseline, "peak_mb": peak,
+            "samples_per_s": trainer.samples_per_step / median if median > 0 else None, "baseline_mb": baseline, "peak_mb": peak,
             "growth_mb": peak - baseline, "memory_kind": kind, "final_loss": losses[-1] if losses else None,
             **detail}
 

@@ -1,0 +1,162 @@
+"""The one run assembly: suite + method + overrides -> data, encoder, method, trainer; and the record skeleton.
+
+``sslbench run`` (:mod:`sslbench.runner`), ``sslbench profile`` (each point, in its own process)
+and the benchmarks all build their runs here, so a profiled step is exactly a step of a real
+run:
+
+    cfg, cls, _ = build_run_config("simclr", "digits-linear", overrides, seed)
+    run = build_run(cfg, cls, RunOptions(data_root=...))      # seeded; data loaded once per process
+    run.trainer.fit()   or   for batch in run.trainer.batches(10): run.trainer.train_step(batch)
+
+The order inside :func:`build_run` (seed, encoder, method, trainer) is what makes a run's numbers
+reproducible from its seed; do not reorder it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .components.encoders import build_encoder
+from .config import RunConfig, config_hash, resolved_dict
+from .data import data_root, load_dataset
+from .data.base import DataInfo, Split
+from .device import select_device
+from .engine import Trainer
+from .method import Method
+from .plugins import METHODS, PROTOCOLS, get_modality
+from .results.records import RunRecord
+from .seeding import seed_everything
+
+
+@dataclass
+class RunOptions:
+    out_dir: Path = Path("results/runs")
+    data_root: Path | None = None
+    download: bool = False
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Run:
+    """Everything one seed of one method on one suite is made of."""
+
+    cfg: RunConfig
+    method_cls: type
+    info: DataInfo
+    train: Split  # what the protocols train on
+    test: Split | None
+    pretrain: Split  # what the method pretrains on: ``train``, or ``dataset.pretrain_split``
+    device: torch.device
+    config_hash: str
+    method: Method
+    trainer: Trainer
+
+    @property
+    def modality(self) -> Any:
+        return get_modality(self.info.modality)
+
+
+_DATA: dict[tuple, tuple] = {}
+
+
+def load_run_data(cfg: RunConfig, opts: RunOptions) -> tuple[DataInfo, dict[str, Split]]:
+    """Load (and memoise for the other seeds and points) the suite's data set; raises DataNotFoundError
+    before any run."""
+    root = opts.data_root or data_root()
+    wanted = list(dict.fromkeys(s for s in (cfg.dataset.train, cfg.dataset.test, cfg.dataset.pretrain_split) if s))
+    key = (cfg.dataset.name, *wanted, str(root), repr(sorted(cfg.dataset.options.items())))
+    if key not in _DATA:
+        _DATA[key] = load_dataset(cfg.dataset.name, wanted, root, download=opts.download, **cfg.dataset.options)
+    return _DATA[key]
+
+
+def train_split(cfg: RunConfig, info: DataInfo, splits: dict[str, Split], name: str | None = None) -> Split:
+    """The training split (or the split ``name``), or its fixed random subset of ``dataset.max_train_samples``
+    samples (seeded independently of the run seed, so every run sees the same; the modality says how a split
+    is cut)."""
+    split, n = splits[name or cfg.dataset.train], cfg.dataset.max_train_samples
+    if n is None or n >= len(split):
+        return split
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    return get_modality(info.modality).subset(split, idx)
+
+
+def pretrain_split(cfg: RunConfig, info: DataInfo, splits: dict[str, Split], train: Split | None = None) -> Split:
+    """What the method pretrains on: ``dataset.pretrain_split`` when set, else the (capped) training split
+    (``train``, when the caller has it already: the same object, not a second copy)."""
+    if cfg.dataset.pretrain_split is None and train is not None:
+        return train
+    return train_split(cfg, info, splits, cfg.dataset.pretrain_split)
+
+
+def build_method(cfg: RunConfig, cls: type, info: DataInfo, train: Split) -> Method:
+    """The encoder and the method around it (draws from torch's global generator: seed first)."""
+    encoder, dim = build_encoder(cfg.encoder, info)
+    method = cls(cfg.method_config, encoder, dim, info, len(train))
+    method.variant = cfg.method.partition(".")[2] or None
+    return method
+
+
+def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | None = None) -> Run:
+    """Data, device, seeds, encoder, method and trainer of one run, in the order that fixes its numbers."""
+    info, splits = load_run_data(cfg, opts)
+    train = train_split(cfg, info, splits)
+    pretrain = pretrain_split(cfg, info, splits, train)
+    device = select_device(cfg.pretrain.device)
+    if cfg.pretrain.threads:
+        torch.set_num_threads(cfg.pretrain.threads)
+    chash = config_hash(cfg)
+    seed_everything(cfg.seed, cfg.pretrain.deterministic)
+    method = build_method(cfg, cls, info, pretrain)
+    trainer = Trainer(method, pretrain, info, cfg.views, cfg.pretrain, cfg.seed, device, checkpoint=checkpoint,
+                      progress=opts.progress, config_hash=chash)
+    return Run(cfg, cls, info, train, splits.get(cfg.dataset.test), pretrain, device, chash, trainer.method, trainer)
+
+
+def preflight(cfg: RunConfig, cls: type, opts: RunOptions) -> None:
+    """Load the data and build the encoder, the method and its view recipes once, so that a bad option
+    (an encoder that does not take this modality, a method option, a view list of the wrong length)
+    fails with one line before any run prints or writes anything. The run itself rebuilds all of it."""
+    info, splits = load_run_data(cfg, opts)
+    pretrain = pretrain_split(cfg, info, splits)
+    with torch.random.fork_rng(devices=[]):
+        method = build_method(cfg, cls, info, pretrain)
+        get_modality(info.modality).check_views(cfg.views, method.views(cfg.views), pretrain)
+
+
+def new_run_id(cfg: RunConfig, prefix: str = "", extra: str = "") -> str:
+    """``<prefix><method>-<suite>[-<extra>]-s<seed>-<UTC stamp>-<6 hex>``: unique and readable."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    middle = f"-{extra}" if extra else f"-s{cfg.seed}"
+    return f"{prefix}{cfg.method}-{cfg.suite}{middle}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def new_record(cfg: RunConfig, cls: type, info: DataInfo, *, run_id: str, config_hash: str,
+               suite_name: str | None = None, protocol_versions: dict[str, int] | None = None,
+               config: dict | None = None, status: str = "ok", **fields: Any) -> RunRecord:
+    """The record skeleton every run and profile point shares: method, suite, config, seed, creation time."""
+    name, _, variant = cfg.method.partition(".")
+    if protocol_versions is None:
+        protocol_versions = {p: PROTOCOLS.get(p).version for p in cfg.protocols}
+    return RunRecord(
+        run_id=run_id, status=status,
+        method={"name": name, "variant": variant or None, "version": cls.version,
+                "origin": METHODS.entry(name).origin},
+        suite={"name": suite_name or cfg.suite, "version": cfg.suite_version, "data_fingerprint": info.fingerprint,
+               "data_source": info.source, "reference": cfg.reference if suite_name is None else None,
+               "protocol_versions": protocol_versions},
+        config=config if config is not None else resolved_dict(cfg), config_hash=config_hash, seed=cfg.seed,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields,
+    )
+
+
+__all__ = ["RunOptions", "Run", "build_run", "build_method", "load_run_data", "train_split", "pretrain_split",
+           "preflight",
+           "new_run_id", "new_record"]

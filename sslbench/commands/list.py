@@ -1,0 +1,97 @@
+"""``sslbench list``: registered entries with where they come from."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import SSLBenchError
+from ..plugins import DATASETS, ENCODERS, METHODS, MODALITIES, PROTOCOLS, SUITES, load_method_class
+from ..registry import Registry, warn_plugin_failure
+
+KINDS = {"methods": METHODS, "suites": SUITES, "protocols": PROTOCOLS, "datasets": DATASETS, "encoders": ENCODERS,
+         "modalities": MODALITIES}
+
+
+@click.command("list")
+@click.argument("kind", type=click.Choice(list(KINDS)))
+@click.argument("pattern", required=False)
+def list_cmd(kind: str, pattern: str | None) -> None:
+    """List registered methods, suites, protocols, datasets, encoders or modalities (PATTERN: wildcards, 'sim*')."""
+    list_entries(kind, pattern)
+
+
+def describe(obj: object) -> str:
+    """An entry's one-line description: its ``description`` attribute, else its docstring's first line."""
+    text = getattr(obj, "description", "") or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
+    return " ".join(str(text).split())
+
+
+def _modality_rows(registry: Registry, names: list[str]) -> list[tuple[str, str, str, str]]:
+    """(name, modality, description, origin) of data sets or encoders; one that fails to import is skipped
+    with one warning."""
+    rows = []
+    for n in names:
+        entry = registry.entry(n)
+        try:
+            obj = entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin warns once; the others are still listed
+            warn_plugin_failure(f"{n} ({entry.origin})", e)
+            continue
+        rows.append((n, str(getattr(obj, "modality", "?")), describe(obj), entry.origin))
+    return rows
+
+
+def list_entries(kind: str, pattern: str | None) -> None:
+    registry = KINDS[kind]
+    names = registry.names(pattern)
+    if kind == "datasets" and pattern:  # data set names fold case, _ and -: 'fashion*' finds FashionMNIST
+        folded = registry.fold(pattern) if registry.fold else pattern
+        names = sorted(set(names) | {n for n in registry.names() if fnmatch.fnmatch(registry.fold(n), folded)})
+    if not names:
+        raise SSLBenchError(f"No {kind} match '{pattern}'. Try: sslbench list {kind}")
+    table = Table(title=f"sslbench {kind}")
+    if kind == "methods":
+        for col in ("name", "variants", "modality", "version", "origin"):
+            table.add_column(col, overflow="fold")
+        for n in names:
+            try:
+                cls = load_method_class(n)
+            except SSLBenchError:
+                continue
+            table.add_row(n, ", ".join(f"{n}.{v}" for v in cls.variants) or "-", cls.modality, str(cls.version),
+                          registry.entry(n).origin)
+    elif kind == "suites":
+        from ..suites import suite_summary
+
+        for col in ("name", "version", "modality", "dataset", "encoder", "origin"):
+            table.add_column(col, overflow="fold")
+        for n in names:
+            try:
+                s = suite_summary(n)
+            except SSLBenchError as e:
+                table.add_row(n, "?", "?", f"[red]{e}[/red]", "", registry.entry(n).origin)
+                continue
+            enc = s["encoder"]["name"] if isinstance(s["encoder"], dict) else s["encoder"]
+            table.add_row(n, str(s["version"]), str(s["modality"]), str(s["dataset"]), str(enc), registry.entry(n).origin)
+    elif kind in ("datasets", "encoders"):
+        for col in ("name", "modality", "description", "origin"):
+            table.add_column(col, overflow="fold")
+        for row in _modality_rows(registry, sorted(names, key=str.lower)):
+            table.add_row(*row)
+    elif kind == "modalities":
+        for col in ("name", "throughput", "views", "fine-tuning", "origin"):
+            table.add_column(col, overflow="fold")
+        for n in names:
+            cls = registry.get(n)
+            views = cls.view_config.__name__ if cls.view_config else "-"
+            table.add_row(n, f"{cls.unit}/s", views, "yes" if cls.supports_finetune else "no", registry.entry(n).origin)
+    else:
+        for col in ("name", "version", "origin"):
+            table.add_column(col, overflow="fold")
+        for n in names:
+            table.add_row(n, str(registry.get(n).version), registry.entry(n).origin)
+    Console(soft_wrap=True).print(table)

@@ -1,0 +1,225 @@
+"""The Modality base class: everything that differs between images, graphs, text and audio.
+
+The engine, the protocols, ``profile`` and fine-tuning never ask "which modality is this?";
+they call the registered :class:`Modality` of the data set (``DataInfo.modality``):
+
+- pretraining batches: :meth:`Modality.batch_source` returns a :class:`BatchSource`
+  (``steps_per_epoch``, ``samples_per_step``, ``epoch_batches(epoch, start)``), usually an
+  :class:`IndexedBatchSource` that draws the epoch's order from ``(seed, epoch)``;
+- device conversions: :meth:`prepare_model` (memory format of the model) and :meth:`to_model`
+  (of an input batch), :meth:`encode` (how an encoder takes this modality's inputs);
+- evaluation: :meth:`eval_inputs` (the deterministic evaluation view, batched) and
+  :meth:`features` (frozen features N x D of a split, computed once per run);
+- subsets: :meth:`subset` (a split restricted to some samples, or nodes);
+- fine-tuning: :meth:`finetune_inputs` (training inputs for a chunk of indices);
+- throughput: :attr:`unit` (``images`` -> images/s, ``nodes`` -> nodes/s);
+- the suite's ``views:`` section: :attr:`view_config`, a dataclass, and :meth:`check_views`.
+
+A new modality is one file: subclass, decorate with
+``@sslbench.plugins.register_modality("name")``, register its data sets and encoders with
+``register_dataset`` / ``register_encoder``, and every protocol runs on it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..data.base import DataInfo, Split
+from ..errors import ConfigError
+from ..method import Batch
+from ..seeding import step_seed
+
+
+class BatchSource(Protocol):
+    """What the engine needs from a modality's pretraining data: positions, not iterators, so that a resumed
+    run replays exactly the batches an uninterrupted one would have seen."""
+
+    steps_per_epoch: int
+    samples_per_step: int  # what one step processes, in the modality's unit (images, nodes, ...)
+
+    def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        """The batches of ``epoch`` from step ``start`` of that epoch on."""
+        ...
+
+
+class IndexedBatchSource:
+    """Batches of ``batch_size`` sample indices in an order drawn from ``(seed, epoch)``; the last partial batch
+    of an epoch is dropped. Before each batch is made, torch's global generator is seeded from
+    ``(seed, global step)``, so augmentation and the method's own randomness replay on resume.
+
+    Subclasses implement :meth:`make_batch` (indices -> :class:`Batch` on the device).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, device: torch.device):
+        if batch_size > num_samples:
+            raise ConfigError(f"pretrain.batch_size={batch_size} exceeds the {num_samples} training samples")
+        self.n, self.batch_size, self.seed, self.device = num_samples, batch_size, seed, device
+        self.samples_per_step = batch_size
+        self.steps_per_epoch = num_samples // batch_size
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(step_seed(self.seed, -1 - epoch))
+        return torch.randperm(self.n, generator=g)
+
+    def chunks(self, epoch: int, start: int) -> list[torch.Tensor]:
+        """Index tensors (int64, CPU) of the epoch's steps from ``start`` on."""
+        perm, bs = self.order(epoch), self.batch_size
+        return [perm[i * bs:(i + 1) * bs] for i in range(start, self.steps_per_epoch)]
+
+    def seed_step(self, epoch: int, step_in_epoch: int) -> None:
+        torch.manual_seed(step_seed(self.seed, epoch * self.steps_per_epoch + step_in_epoch))
+
+    def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        for k, idx in enumerate(self.chunks(epoch, start)):
+            self.seed_step(epoch, start + k)
+            yield self.make_batch(idx)
+
+    def make_batch(self, idx: torch.Tensor) -> Batch:
+        raise NotImplementedError
+
+
+class Modality:
+    """Base class of every modality plugin (``sslbench/modalities/image.py`` is the fullest example).
+
+    The defaults serve a modality whose splits hold their samples in memory as one tensor
+    (``Split.samples``, N x ...) or as a map-style ``Split.dataset`` of (input, label) items, and whose
+    encoders take a batch tensor: a new modality overrides only what differs.
+    """
+
+    name: ClassVar[str] = ""
+    unit: ClassVar[str] = "samples"  # what a step processes: throughput is reported in <unit>/s
+    view_config: ClassVar[type | None] = None  # dataclass of the suite's `views:` section
+    supports_finetune: ClassVar[bool] = True  # whether protocols may train the encoder on this modality
+
+    # ------------------------------------------------------------ the model and its inputs
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as training wants it (memory format); called once before it moves to the device."""
+        return model
+
+    def to_model(self, x: Any) -> Any:
+        """An evaluation input batch as the model wants it (memory format); identity by default."""
+        return x
+
+    def encode(self, encoder: torch.nn.Module, x: Any) -> torch.Tensor:
+        """Frozen features of a batch of inputs: B x D (a graph: N x D, one row per node)."""
+        return encoder(x)
+
+    def sample_shape(self, data: DataInfo) -> tuple[int, ...]:
+        """The shape of one input sample (for analytic memory floors traced on random inputs): a vector of
+        ``data.num_features`` by default."""
+        return (int(data.num_features),)
+
+    def raw_features(self, x: Any) -> torch.Tensor:
+        """The inputs themselves as features (the ``baseline.pixels`` floor): B x prod(shape)."""
+        return x.flatten(1).float()
+
+    def raw_feature_dim(self, data: DataInfo) -> int:
+        raise ConfigError(f"The {self.name} modality has no raw-feature floor")
+
+    fallback_encoder_hint: ClassVar[str] = ""  # appended to "Unknown encoder" (e.g. " (or any timm model name)")
+
+    def fallback_encoder(self, name: str) -> Callable[[DataInfo, dict], torch.nn.Module] | None:
+        """A factory for an encoder name the registry does not hold (images: any timm model), or None."""
+        return None
+
+    # ------------------------------------------------------------ pretraining
+
+    def check_views(self, views_cfg: Any, recipes: list[Any], split: Split) -> None:
+        """Validate a method's view recipes before any run starts (one-line ConfigError)."""
+
+    def max_batch_size(self, split: Split) -> int | None:
+        """The largest ``pretrain.batch_size`` the split allows (its size), or None where a step is not a batch
+        of samples (a whole graph)."""
+        return len(split)
+
+    def batch_source(self, split: Split, data: DataInfo, method: Any, views_cfg: Any, cfg: Any, seed: int,
+                     device: torch.device) -> BatchSource:
+        raise NotImplementedError(f"the {self.name} modality does not build pretraining batches")
+
+    # ------------------------------------------------------------ subsets
+
+    def subset(self, split: Split, idx: torch.Tensor) -> Split:
+        """``split`` restricted to the samples ``idx`` (sorted int64)."""
+        samples = split.samples[idx] if split.samples is not None else None
+        dataset = Subset(split.dataset, idx.tolist()) if split.dataset is not None else None
+        return Split(labels=split.labels[idx], samples=samples, dataset=dataset, extra=split.extra)
+
+    # ------------------------------------------------------------ evaluation
+
+    def eval_inputs(self, split: Split, data: DataInfo, device: torch.device, batch_size: int,
+                    indices: torch.Tensor | None = None) -> Iterator[Any]:
+        """The deterministic evaluation view of the split's samples (or of ``indices``), in order, batched."""
+        idx = torch.arange(len(split)) if indices is None else torch.as_tensor(indices).long()
+        for i in range(0, len(idx), batch_size):
+            chunk = idx[i:i + batch_size]
+            if split.samples is not None:
+                yield split.samples[chunk].to(device)
+            else:
+                yield _collate([split.dataset[int(j)][0] for j in chunk]).to(device)
+
+    @torch.no_grad()
+    def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
+                 shared: dict) -> torch.Tensor:
+        """``method.embed`` in eval mode over a split: N samples -> N x D float32 on the CPU. ``shared`` is a
+        per-run dict the modality may keep results in across splits (a graph embeds once for every split)."""
+        out = []
+        with eval_mode(method):
+            for x in self.eval_inputs(split, data, device, batch_size):
+                out.append(method.embed(self.to_model(x)).float().cpu())
+        return torch.cat(out)
+
+    # ------------------------------------------------------------ fine-tuning
+
+    def finetune_inputs(self, split: Split, data: DataInfo, device: torch.device, augment: bool,
+                        views: dict) -> Callable[[torch.Tensor], Any]:
+        """A function: a chunk of training indices -> the fine-tuning input batch on the device. Without
+        ``augment`` the deterministic evaluation view; ``views`` overrides the modality's fine-tuning views."""
+        if augment:
+            raise ConfigError(f"finetune augment: true is not built for {self.name} data; use augment: false")
+        return lambda idx: next(self.eval_inputs(split, data, device, len(idx), idx))
+
+
+class eval_mode:
+    """Context manager: the module in eval mode, its training flag restored afterwards."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __enter__(self) -> torch.nn.Module:
+        self.was_training = self.module.training
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.train(self.was_training)
+
+
+def _collate(items: list[Any]) -> Any:
+    return torch.stack(items) if isinstance(items[0], torch.Tensor) else items
+
+
+class MappedDataset(Dataset):
+    """``base[i][0]`` through a transform: for DataLoaders over on-disk splits."""
+
+    def __init__(self, base: Dataset, transform: Callable[[Any], Any]):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> Any:
+        return self.transform(self.base[i][0])
+
+
+def loader_batches(dataset: Dataset, batch_size: int, device: torch.device) -> Iterator[Any]:
+    """Batches of an on-disk dataset in order (no workers: evaluation is deterministic and single-pass)."""
+    for x in DataLoader(dataset, batch_size=batch_size, num_workers=0):
+        yield x.to(device)
+
+
+__all__ = ["Modality", "BatchSource", "IndexedBatchSource", "MappedDataset", "eval_mode", "loader_batches"]
