@@ -87,7 +87,7 @@ def test_dgi_corruption_keeps_the_graph_and_permutes_features():
     """In a DGI step the negative encoder call sees the same edges and a row permutation of X."""
     from sslbench_methods.dgi import DGI
 
-    from sslbench.components.encoders import GCN
+    from sslbench.components.encoders.graph import GCN
     from sslbench.method import Batch
 
     info, splits = load_dataset("cora", ["all"], SHARED_DATA)

@@ -15,14 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..plugins import DATASETS, _origin_as
+from ..plugins import DATASETS
 from .base import DataInfo, Split
 from .root import cache_dir, data_root
-
-# Import the built-in loaders here, as built-ins, whoever imports this package first (a plugin file that
-# imports sslbench.data must not make the built-ins look as if that plugin supplied them).
-with _origin_as("builtin"):
-    from . import graph, image, torchvision_sets  # noqa: F401
 
 Loader = Callable[..., tuple[DataInfo, dict[str, Split]]]
 
