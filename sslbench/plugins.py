@@ -78,52 +78,43 @@ def register_method(name: str, variants: dict[str, dict[str, Any]] | None = None
     return deco
 
 
-def register_protocol(name: str):
-    """Class decorator: register an evaluation protocol under ``name``."""
+def _named(registry: Registry, name: str, **attrs: Any):
+    """A decorator that sets ``name`` (and ``attrs``) on the object and registers it in ``registry``."""
 
-    def deco(cls):
-        cls.name = name
-        PROTOCOLS.register(name, cls, origin=_origin_of(cls))
-        return cls
+    def deco(obj):
+        obj.name = name
+        for key, value in attrs.items():
+            setattr(obj, key, value)
+        registry.register(name, obj, origin=_origin_of(obj))
+        return obj
 
     return deco
+
+
+def register_protocol(name: str):
+    """Class decorator: register an evaluation protocol under ``name``."""
+    return _named(PROTOCOLS, name)
 
 
 def register_modality(name: str):
     """Class decorator: register a :class:`~sslbench.modalities.base.Modality` under ``name``."""
-
-    def deco(cls):
-        cls.name = name
-        MODALITIES.register(name, cls, origin=_origin_of(cls))
-        return cls
-
-    return deco
+    return _named(MODALITIES, name)
 
 
 def register_dataset(name: str, modality: str, description: str = ""):
     """Decorator: register a data set loader ``load(root, splits, download=False, **options) -> (DataInfo,
-    {split: Split})`` under ``name`` for ``modality``."""
-
-    def deco(fn):
-        fn.modality = modality
-        fn.description = description or (fn.__doc__ or "").strip().split("\n")[0]
-        DATASETS.register(name, fn, origin=_origin_of(fn))
-        return fn
-
-    return deco
+    {split: Split})`` under ``name`` for ``modality`` (``description``: default the docstring's first line)."""
+    return lambda fn: _named(DATASETS, name, modality=modality, description=description or _first_line(fn))(fn)
 
 
 def register_encoder(name: str, modality: str, description: str = ""):
     """Decorator: register an encoder factory ``make(data: DataInfo, options: dict) -> nn.Module`` (with a
     ``num_features`` attribute) under ``name`` for ``modality``."""
+    return lambda fn: _named(ENCODERS, name, modality=modality, description=description or _first_line(fn))(fn)
 
-    def deco(fn):
-        fn.modality = modality
-        fn.description = description or (fn.__doc__ or "").strip().split("\n")[0]
-        ENCODERS.register(name, fn, origin=_origin_of(fn))
-        return fn
 
-    return deco
+def _first_line(obj: Any) -> str:
+    return (obj.__doc__ or "").strip().split("\n")[0]
 
 
 _modality_instances: dict[str, Any] = {}
