@@ -37,6 +37,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
     return path
 
 
+def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Create ``path`` (and its parents) if missing and prove that a file can be written in it, before any work
+    starts; one line naming the folder and the reason otherwise."""
+    from .errors import SSLBenchError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise SSLBenchError(f"Cannot write to {what} {path}: {e.strerror or e}") from None
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda f: f.write(text))
@@ -47,4 +63,4 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, lambda f: f.write(data), binary=True)
 
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "ensure_writable_dir"]

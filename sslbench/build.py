@@ -14,6 +14,7 @@ reproducible from its seed; do not reorder it.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,7 +105,8 @@ def build_method(cfg: RunConfig, cls: type, info: DataInfo, train: Split) -> Met
     return method
 
 
-def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | None = None) -> Run:
+def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | None = None,
+              stop: Any = None) -> Run:
     """Data, device, seeds, encoder, method and trainer of one run, in the order that fixes its numbers."""
     info, splits = load_run_data(cfg, opts)
     train = train_split(cfg, info, splits)
@@ -116,7 +118,7 @@ def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | No
     seed_everything(cfg.seed, cfg.pretrain.deterministic)
     method = build_method(cfg, cls, info, pretrain)
     trainer = Trainer(method, pretrain, info, cfg.views, cfg.pretrain, cfg.seed, device, checkpoint=checkpoint,
-                      progress=opts.progress, config_hash=chash)
+                      progress=opts.progress, config_hash=chash, stop=stop)
     return Run(cfg, cls, info, train, splits.get(cfg.dataset.test), pretrain, device, chash, trainer.method, trainer)
 
 
@@ -131,11 +133,20 @@ def preflight(cfg: RunConfig, cls: type, opts: RunOptions) -> None:
         get_modality(info.modality).check_views(cfg.views, method.views(cfg.views), pretrain)
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def safe_component(text: str) -> str:
+    """``text`` as one safe file-name component: characters other than letters, digits and ``._+-`` become
+    ``_``, and leading dots go, so that no name (a plugin's method, a suite's) can climb out of ``--out``."""
+    return _UNSAFE.sub("_", str(text)).lstrip(".") or "_"
+
+
 def new_run_id(cfg: RunConfig, prefix: str = "", extra: str = "") -> str:
-    """``<prefix><method>-<suite>[-<extra>]-s<seed>-<UTC stamp>-<6 hex>``: unique and readable."""
+    """``<prefix><method>-<suite>[-<extra>]-s<seed>-<UTC stamp>-<6 hex>``: unique, readable, a safe file name."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     middle = f"-{extra}" if extra else f"-s{cfg.seed}"
-    return f"{prefix}{cfg.method}-{cfg.suite}{middle}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return safe_component(f"{prefix}{cfg.method}-{cfg.suite}{middle}-{stamp}-{uuid.uuid4().hex[:6]}")
 
 
 def new_record(cfg: RunConfig, cls: type, info: DataInfo, *, run_id: str, config_hash: str,
@@ -157,6 +168,6 @@ def new_record(cfg: RunConfig, cls: type, info: DataInfo, *, run_id: str, config
     )
 
 
-__all__ = ["RunOptions", "Run", "build_run", "build_method", "load_run_data", "train_split", "pretrain_split",
+__all__ = ["RunOptions", "Run", "safe_component", "build_run", "build_method", "load_run_data", "train_split", "pretrain_split",
            "preflight",
            "new_run_id", "new_record"]

@@ -22,15 +22,20 @@ class _Group(click.Group):
 
 def _error(msg: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {msg}", highlight=False, markup=True)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(msg)}", highlight=False, markup=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--plugins", "plugins", multiple=True, type=click.Path(file_okay=False),
               help="Extra folder of plugin files (*.py methods/protocols, *.yaml suites). Also SSLBENCH_PLUGINS.")
+@click.option("--allow-override", "overrides", multiple=True, metavar="NAME",
+              help="Let a plugin replace the built-in NAME (a method, suite, protocol, modality, dataset or encoder; "
+                   "KIND:NAME for one registry only, e.g. method:simclr). Repeatable. Also SSLBENCH_ALLOW_OVERRIDE "
+                   "(comma-separated). Without it a plugin that takes a built-in's name is refused with a warning.")
 @click.version_option(package_name="sslbench")
-def cli(plugins: tuple[str, ...]) -> None:
+def cli(plugins: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """sslbench: benchmark and reproduce self-supervised representation learning.
 
     \b
@@ -39,8 +44,14 @@ def cli(plugins: tuple[str, ...]) -> None:
     sslbench run simclr --suite mnist-linear --seed 0 --seed 1 --set pretrain.epochs=5
     sslbench compare results/runs --format md
     """
-    from .plugins import set_plugin_dirs
+    import os
 
+    from .plugins import set_plugin_dirs
+    from .registry import ALLOW_OVERRIDE_ENV
+
+    if overrides:  # through the environment, so that profile's point processes allow the same names
+        names = [n for n in os.environ.get(ALLOW_OVERRIDE_ENV, "").split(",") if n.strip()]
+        os.environ[ALLOW_OVERRIDE_ENV] = ",".join(dict.fromkeys([*names, *overrides]))
     set_plugin_dirs(plugins)
 
 

@@ -53,7 +53,10 @@ class PretrainConfig:
     schedule: str = "cosine"  # cosine | constant
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
     deterministic: bool = False  # torch.use_deterministic_algorithms
-    checkpoint_every: int = 0  # steps between checkpoints; 0: only at the end
+    # steps between checkpoints; 0 (automatic): at the end of an epoch (at most every 5 s) and within long epochs
+    # every ``checkpoint_seconds``; a signal (Ctrl-C, SIGTERM) always writes one, and so does the end of training
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 600.0
     num_workers: int = 0  # DataLoader workers for per-sample views of on-disk data sets
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
@@ -79,8 +82,8 @@ class RunConfig:
 
 
 # Keys that change how a run executes but not what it computes; left out of the hash.
-RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pretrain.device",
-                "pretrain.threads"}
+RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pretrain.checkpoint_seconds",
+                "pretrain.device", "pretrain.threads"}
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
 LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,

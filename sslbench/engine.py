@@ -21,8 +21,11 @@ from .config import PretrainConfig
 from .data.base import DataInfo, Split
 from .device import autocast_dtype
 from .errors import ConfigError
+from .interrupt import GracefulStop, NoStop
 from .method import Batch, Method
 from .plugins import get_modality
+
+EPOCH_CHECKPOINT_MIN_S = 5.0  # automatic checkpoints at epoch ends are at least this many seconds apart
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "lars")
 SCHEDULES = ("cosine", "constant")
@@ -154,7 +157,7 @@ class Trainer:
 
     def __init__(self, method: Method, split: Split, data: DataInfo, views_cfg, cfg: PretrainConfig, seed: int,
                  device: torch.device, checkpoint: Path | None = None, progress: bool = True,
-                 config_hash: str = ""):
+                 config_hash: str = "", stop: GracefulStop | NoStop | None = None):
         modality = get_modality(data.modality)
         method = modality.prepare_model(method)
         self.method, self.cfg, self.seed, self.device = method.to(device), cfg, seed, device
@@ -170,6 +173,8 @@ class Trainer:
         self.step = 0
         self.history: list[list[float]] = []
         self.early = EarlyStopping(cfg.early_stop_patience)
+        self.stop = stop or NoStop()  # Ctrl-C / SIGTERM: finish the step, checkpoint, raise Interrupted
+        self._last_save = time.monotonic()
 
     # -- checkpoints
     def state(self) -> dict:
@@ -181,7 +186,30 @@ class Trainer:
         """Load the checkpoint if present and made by the same config; returns the step resumed from."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return None
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        import re
+        import warnings
+
+        # weights only: tensors, containers and numbers; a pickle that names any other callable is refused unrun
+        unsafe = (f"Checkpoint '{self.checkpoint}' was not loaded: {{}}; nothing in it was run. Delete it or "
+                  "run without --resume")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's note on the pickle protocol is not the user's business
+                state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        except EOFError:
+            raise ConfigError(unsafe.format("the file is empty or truncated")) from None
+        except Exception as e:  # pickle.UnpicklingError (refused content), RuntimeError (not a torch file), ...
+            text = str(e)
+            found = re.search(r"GLOBAL (\S+)", text)
+            if found:
+                why = f"it refers to {found.group(1)}, which no checkpoint holds (a crafted file?)"
+            elif "Unsupported operand" in text or "Weights only load failed" in text:
+                why = "it is not a weights-only torch checkpoint"
+            else:
+                why = f"it is not a torch checkpoint ({type(e).__name__}: {(text.strip().splitlines() or [''])[0]})"
+            raise ConfigError(unsafe.format(why)) from None
+        if not isinstance(state, dict) or not {"step", "method", "optimizer", "history"} <= state.keys():
+            raise ConfigError(unsafe.format("it is not an sslbench checkpoint (no step, method, optimizer or history)"))
         if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed:
             raise ConfigError(f"Checkpoint '{self.checkpoint}' was made by another config or seed; "
                               "run without --resume to start afresh")
@@ -194,6 +222,18 @@ class Trainer:
     def _save(self) -> None:
         if self.checkpoint is not None:
             save_checkpoint(self.checkpoint, self.state())
+            self._last_save = time.monotonic()
+
+    def _checkpoint_due(self, steps_per_epoch: int) -> bool:
+        """``checkpoint_every`` steps when set; else at the end of an epoch (at most every
+        :data:`EPOCH_CHECKPOINT_MIN_S`, so that one-step epochs do not write each step) and within an epoch
+        every ``checkpoint_seconds``."""
+        if self.cfg.checkpoint_every:
+            return self.step % self.cfg.checkpoint_every == 0
+        age = time.monotonic() - self._last_save
+        if self.step % steps_per_epoch == 0:
+            return age >= EPOCH_CHECKPOINT_MIN_S
+        return age >= self.cfg.checkpoint_seconds
 
     # -- loop
     def fit(self) -> TrainResult:
@@ -205,7 +245,9 @@ class Trainer:
         last_loss = float("nan")
         from .progress import TrainProgress
 
-        with TrainProgress(self.total_steps, bs, enabled=self.progress, start=self.step, unit=self.unit) as bar:
+        # a first signal waits for the end of the current step (then checkpoint, Interrupted); a second one is at once
+        with TrainProgress(self.total_steps, bs, enabled=self.progress, start=self.step, unit=self.unit) as bar, \
+                self.stop.deferred():
             while self.step < self.total_steps and not self.early.stopped:
                 epoch, offset = divmod(self.step, spe)
                 for batch in self.source.epoch_batches(epoch, offset):
@@ -219,7 +261,10 @@ class Trainer:
                     if self.step % max(1, spe // 20) == 0 or self.step == self.total_steps:
                         self.history.append([self.step, last_loss])
                     bar.update(self.step, last_loss)
-                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    if self.stop.requested is not None:
+                        self._save()  # the completed step: --resume replays from exactly here
+                        self.stop.raise_if_requested()
+                    if self._checkpoint_due(spe):
                         self._save()
                     if self.step >= self.total_steps or self.early.stopped:
                         break

@@ -5,23 +5,26 @@ data, :mod:`sslbench.protocols`, :mod:`sslbench.modalities`, :mod:`sslbench.data
 :mod:`sslbench.components.encoders`; third parties add entries through the entry points
 ``sslbench.methods`` / ``.suites`` / ``.protocols`` / ``.modalities`` / ``.datasets`` /
 ``.encoders`` or a plugin folder (``--plugins DIR`` or ``SSLBENCH_PLUGINS``) of ``*.py``
-and ``*.yaml`` files.
+and ``*.yaml`` files. Their origin is ``entry-point:<dist>==<version>`` or ``plugins:<file>``; a third-party
+entry never replaces a built-in unless the user allows its name (``--allow-override NAME``, see
+:mod:`sslbench.registry`).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .registry import (
+    BUILTIN,
     ENTRY_POINT_GROUPS,
     Registry,
     import_plugin_file,
     load_entry_points,
+    origin_as,
+    origin_of,
     plugin_dirs,
     warn_plugin_failure,
 )
@@ -40,27 +43,6 @@ def fold_dataset_name(name: str) -> str:
 DATASETS: Registry = Registry("dataset", fold=fold_dataset_name)  # name -> loader(root, splits, download, **opts)
 ENCODERS: Registry = Registry("encoder")  # name -> factory(data: DataInfo, options: dict) -> nn.Module
 
-_origin = "builtin"
-
-
-def _origin_of(obj: Any) -> str:
-    """Who supplied ``obj``: the package's own modules are built-ins wherever they are first imported from
-    (a plugin file that subclasses SimCLR imports ``sslbench_methods.simclr``); anything else gets the origin of
-    the plugin folder or entry point being imported."""
-    module = getattr(obj, "__module__", "") or ""
-    return "builtin" if module.split(".")[0] in ("sslbench", "sslbench_methods") else _origin
-
-
-@contextlib.contextmanager
-def _origin_as(origin: str) -> Iterator[None]:
-    global _origin
-    old, _origin = _origin, origin
-    try:
-        yield
-    finally:
-        _origin = old
-
-
 def register_method(name: str, variants: dict[str, dict[str, Any]] | None = None):
     """Class decorator: register a :class:`~sslbench.method.Method` under ``name``.
 
@@ -72,7 +54,7 @@ def register_method(name: str, variants: dict[str, dict[str, Any]] | None = None
         cls.variants = dict(variants or {})
         if not is_dataclass(cls.Config):
             raise TypeError(f"{cls.__name__}.Config must be a dataclass")
-        METHODS.register(name, cls, origin=_origin_of(cls))
+        METHODS.register(name, cls, origin=origin_of(cls))
         return cls
 
     return deco
@@ -85,7 +67,7 @@ def _named(registry: Registry, name: str, **attrs: Any):
         obj.name = name
         for key, value in attrs.items():
             setattr(obj, key, value)
-        registry.register(name, obj, origin=_origin_of(obj))
+        registry.register(name, obj, origin=origin_of(obj))
         return obj
 
     return deco
@@ -170,7 +152,7 @@ def _discover_protocols() -> None:
 def _discover_modules(registry: Registry, modules: tuple[str, ...], kind: str) -> None:
     import importlib
 
-    with _origin_as("builtin"):
+    with origin_as(BUILTIN):
         for module in modules:
             importlib.import_module(module)
     _discover_entry_points(registry, kind)
@@ -195,7 +177,7 @@ def _discover_suites() -> None:
             warn_plugin_failure(f"entry point {name} ({entry.origin})", e)
     for d in plugin_dirs(_extra_plugin_dirs):
         for p in _walk_yaml(d):
-            SUITES.register(p.stem, p, origin=f"plugins:{d}")
+            SUITES.register(p.stem, p, origin=f"plugins:{p}")
 
 
 def _walk_yaml(root: Path) -> list[Path]:
@@ -221,9 +203,8 @@ def _import_plugin_dirs() -> None:
         if not d.is_dir():
             warn_plugin_failure(str(d), FileNotFoundError("no such folder"))
             continue
-        with _origin_as(f"plugins:{d}"):
-            for f in sorted(d.glob("*.py")):
-                import_plugin_file(f)
+        for f in sorted(d.glob("*.py")):
+            import_plugin_file(f)  # origin: plugins:<the file>
 
 
 def load_method_class(name: str):

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from .registry import python_module_command
+
 # (method, suite, seeds): about 2 to 5 minutes on 2 CPU cores in all
 PLAN: list[tuple[str, str, tuple[int, ...]]] = [
     ("simclr", "digits-linear", (0, 1)),
@@ -35,7 +37,8 @@ BASELINE = Path("results/baselines/cpu-2core.json")
 def run_plan(out: Path) -> None:
     for method, suite, seeds in PLAN:
         seed_args = [a for s in seeds for a in ("--seed", str(s))]
-        cmd = [sys.executable, "-m", "sslbench", "run", method, "--suite", suite, "--quiet", "--out", str(out),
+        # `python -m sslbench` without the working directory first on sys.path: a stray rich.py there is not run
+        cmd = [*python_module_command("sslbench"), "run", method, "--suite", suite, "--quiet", "--out", str(out),
                *seed_args]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             for f in args.out.glob("*.json"):
                 f.unlink()
         run_plan(args.out)
-    cmd = [sys.executable, "-m", "sslbench", "compare", str(args.out), "--format", "md"]
+    cmd = [*python_module_command("sslbench"), "compare", str(args.out), "--format", "md"]
     if args.write:
         cmd += ["--write-baseline", str(args.baseline), "--hardware-class", "cpu-2core"]
     else:

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import torch
 
-from .build import RunOptions, build_run, load_run_data, new_record, new_run_id
+from .build import RunOptions, build_run, load_run_data, new_record, new_run_id, safe_component
 from .config import RunConfig, config_hash
 from .device import select_device
 from .engine import TrainResult
+from .errors import SSLBenchError
+from .interrupt import GracefulStop, Interrupted
+from .locks import RunLock
 from .plugins import PROTOCOLS
 from .protocols.base import EvalContext
 from .provenance import code_info, environment_info, hardware_info, peak_memory_mb
@@ -25,11 +28,24 @@ from .results.records import RunRecord, save_record
 
 
 def work_dir(opts: RunOptions, cfg: RunConfig, chash: str) -> Path:
-    return opts.out_dir / ".work" / f"{cfg.method}-{cfg.suite}-{chash}-s{cfg.seed}"
+    """The run's own folder for checkpoints: one per (method, suite, config, seed), which ``--resume`` finds
+    again and :class:`~sslbench.locks.RunLock` keeps to one process at a time."""
+    return opts.out_dir / ".work" / safe_component(f"{cfg.method}-{cfg.suite}-{chash}-s{cfg.seed}")
 
 
-def execute(cfg: RunConfig, method_cls: type, opts: RunOptions) -> RunRecord:
-    """Run one seed of one method on one suite and save its record; returns the record."""
+def run_lock(opts: RunOptions, cfg: RunConfig) -> RunLock:
+    """The lock that keeps a second identical run (same method, suite, config, seed, --out) from starting."""
+    chash = config_hash(cfg)
+    return RunLock(work_dir(opts, cfg, chash), f"Run {cfg.method} on {cfg.suite} seed {cfg.seed} (config {chash})")
+
+
+def has_checkpoint(opts: RunOptions, cfg: RunConfig) -> bool:
+    return (work_dir(opts, cfg, config_hash(cfg)) / CHECKPOINT).is_file()
+
+
+def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulStop | None = None) -> RunRecord:
+    """Run one seed of one method on one suite and save its record; returns the record. The caller holds the
+    run's lock (:func:`run_lock`); ``stop`` turns SIGINT/SIGTERM into a checkpoint and :class:`Interrupted`."""
     t_start = time.perf_counter()
     chash = config_hash(cfg)
     info, _ = load_run_data(cfg, opts)
@@ -38,13 +54,14 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions) -> RunRecord:
                         environment=environment_info(), hardware=hardware_info(device))
     wdir = work_dir(opts, cfg, chash)
     if not opts.resume and wdir.exists():
-        shutil.rmtree(wdir)
-    result, unit = TrainResult(), "samples"
+        shutil.rmtree(wdir)  # a fresh start; safe: the caller holds this run's lock
+    result, unit, run, started = TrainResult(), "samples", None, False
     try:
-        run = build_run(cfg, method_cls, opts, checkpoint=wdir / "checkpoint.pt")
+        run = build_run(cfg, method_cls, opts, checkpoint=wdir / CHECKPOINT, stop=stop)
         unit = run.trainer.unit
         if opts.resume:
-            run.trainer.resume()
+            run.trainer.resume()  # a refused checkpoint is bad input: one line, exit 2, no record
+        started = True
         result = run.trainer.fit()
         record.status, record.error = result.status, result.error
         if result.status == "ok":
@@ -52,15 +69,28 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions) -> RunRecord:
             for pname, pcfg in cfg.protocols.items():
                 for mname, metric in PROTOCOLS.get(pname)(pcfg).run(ctx).items():
                     record.add_metric(f"{pname}.{mname}", metric)
-    except KeyboardInterrupt:
-        record.status, record.error = "interrupted", "interrupted by the user"
+    except KeyboardInterrupt as e:
+        why = e.reason if isinstance(e, Interrupted) else "interrupted by the user"
+        if run is not None:
+            result.steps, result.total_steps = run.trainer.step, run.trainer.total_steps
+            why += f" at step {run.trainer.step} of {run.trainer.total_steps}"
+            if run.trainer.checkpoint is not None and run.trainer.checkpoint.is_file():
+                why += "; --resume continues from its checkpoint"
+        record.status, record.error = "interrupted", why
+        raise
+    except SSLBenchError as e:
+        if not started:  # bad input found while setting up (a refused checkpoint): nothing is written
+            record = None
+        else:
+            record.status, record.error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
         raise
     except Exception as e:
         record.status, record.error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
         raise
     finally:
-        _finish(record, result, device, t_start, cfg, unit)
-        save_record(record, opts.out_dir)
+        if record is not None:
+            _finish(record, result, device, t_start, cfg, unit)
+            save_record(record, opts.out_dir)
     return record
 
 
@@ -79,4 +109,6 @@ def _finish(record: RunRecord, result: TrainResult, device: torch.device, t_star
         record.status, record.error = "failed", "no metrics were produced"
 
 
-__all__ = ["execute", "work_dir"]
+CHECKPOINT = "checkpoint.pt"
+
+__all__ = ["execute", "work_dir", "run_lock", "has_checkpoint"]

@@ -7,6 +7,7 @@ the seeds, its version and its published reference. Errors name the file and lin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import yaml
 
 from .config import ConfigError, DatasetConfig, RunConfig, apply_override, update_dataclass
 from .errors import SSLBenchError
-from .plugins import DATASETS, MODALITIES, PROTOCOLS, SUITES, get_modality, load_method_class
+from .plugins import DATASETS, METHODS, MODALITIES, PROTOCOLS, SUITES, get_modality, load_method_class
 from .registry import unknown_message
+from .validation import check_section, check_seed
 
 SUITE_KEYS = ("suite", "version", "modality", "description", "include", "dataset", "encoder", "pretrain",
               "views", "methods", "protocols", "seeds", "reference")
@@ -76,8 +78,7 @@ def load_suite(name_or_path: str, _seen: tuple[Path, ...] = ()) -> tuple[dict, d
     where = {k: (path, n) for k, n in lines.items()}
     for key in data:
         if key not in SUITE_KEYS:
-            raise ConfigError(f"{path}:{lines.get(key, 1)}: unknown suite key '{key}'. "
-                              f"Valid: {', '.join(SUITE_KEYS)}")
+            raise ConfigError(f"{path}:{lines.get(key, 1)}: " + unknown_message("suite key", str(key), SUITE_KEYS))
     if "include" in data:
         inc = str(data.pop("include"))
         rel = path.parent / inc
@@ -104,6 +105,7 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
         raise SSLBenchError(unknown_message(f"variant of {name}", variant, cls.variants)
                             .replace(f"'{variant}'", f"'{method}'"))
     data, where = load_suite(suite)
+    validate_suite(data, where)
     cfg = RunConfig(method=method, suite=str(data["suite"]), suite_version=int(data.get("version", 1)),
                     modality=suite_modality(data, where), reference=data.get("reference"))
     if cls.modality not in (cfg.modality, "any"):
@@ -129,11 +131,61 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
                 update_dataclass(cfg.method_config, per_method[key] or {}, "method")
         cfg.protocols = _protocols(data.get("protocols") or [], where)
     seeds = data.get("seeds") or [0]
-    cfg.seed = int(seeds[0] if seed is None else seed)
+    cfg.seed = check_seed(seeds[0] if seed is None else seed, "seed" if seed is not None else "seeds")
     for key, value in overrides:
         apply_override(cfg, key, value)
+    with _located(where, skip={k for k, _ in overrides}):
+        check_config(cfg)
     _check_protocols_fit_modality(cfg, modality)
     return cfg, cls, data
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Every value of the resolved config in its valid range (sslbench.validation), before anything is loaded."""
+    for section in ("dataset", "pretrain", "views"):
+        check_section(getattr(cfg, section), section)
+    check_section(cfg.method_config, "method")
+    for pname, pcfg in cfg.protocols.items():
+        check_section(pcfg, f"protocols.{pname}")
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def validate_suite(data: dict, where: dict) -> None:
+    """The suite schema beyond its known keys: required and typed keys, known method names, a protocol list,
+    a name that is safe in a file name; one line with the file and line of the bad key."""
+    name = data.get("suite")
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
+        raise ConfigError(f"{_loc(where, 'suite')}: bad suite name {name!r}; valid: letters, digits, '.', '_', '+' "
+                          "and '-', starting with a letter or digit (it becomes part of file names)")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{_loc(where, 'version')}: bad suite version {version!r}; valid: an integer >= 1")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{_loc(where, 'seeds')}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    for s in seeds:
+        with _located(where):
+            check_seed(s, "seeds")
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or not dataset.get("name"):
+        raise ConfigError(f"{_loc(where, 'dataset' if 'dataset' in where else 'suite')}: suite '{name}' names no "
+                          "data set; add dataset: {name: <a data set from `sslbench list datasets`>}")
+    methods = data.get("methods")
+    if methods is not None:
+        if not isinstance(methods, dict):
+            raise ConfigError(f"{_loc(where, 'methods')}: 'methods' must map method names to options, got {methods!r}")
+        for key in methods:
+            base = str(key).partition(".")[0]
+            if base not in METHODS:
+                raise ConfigError(f"{_loc(where, f'methods.{key}')}: " + unknown_message("method", str(key),
+                                                                                        METHODS.names())
+                                  + " (in 'methods:')")
+    protocols = data.get("protocols")
+    if protocols is not None and not isinstance(protocols, list):
+        raise ConfigError(f"{_loc(where, 'protocols')}: 'protocols' must be a list of '- name: {{args}}' items, "
+                          f"got a {type(protocols).__name__}")
 
 
 def suite_modality(data: dict, where: dict) -> str:
@@ -185,10 +237,11 @@ def _loc(where: dict, key: str) -> str:
 
 
 class _located:
-    """Prefix a ConfigError raised while applying a suite with the file:line of the offending key."""
+    """Prefix a ConfigError raised while applying a suite with the file:line of the offending key (not for the
+    keys in ``skip``: those came from --set)."""
 
-    def __init__(self, where: dict):
-        self.where = where
+    def __init__(self, where: dict, skip: set[str] | None = None):
+        self.where, self.skip = where, skip or set()
 
     def __enter__(self):
         return self
@@ -197,6 +250,8 @@ class _located:
         if isinstance(exc, ConfigError) and not str(exc).startswith("/"):
             msg = str(exc)
             key = msg.split("'")[1] if "'" in msg else ""
+            if key in self.skip or key.removeprefix("protocols.") in self.skip:
+                return False
             for k in (key, key.replace("method.", "methods."), key.rsplit(".", 1)[0]):
                 if k in self.where:
                     path, line = self.where[k]

@@ -152,7 +152,9 @@ def test_gate_fails_on_a_drop_beyond_the_threshold_one_seed(tmp_path: Path) -> N
     proc = run_cli("compare", str(tmp_path / "now"), "--baseline", str(base), "--fail", "top1:1.0",
                    "--format", "md", timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("regression:"))
+    # the report (the md tables) on stdout, why the gate failed on stderr
+    assert "| simclr |" in proc.stdout and "regression:" not in proc.stdout
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("regression:"))
     assert SUITE in line and "simclr" in line and TOP1 in line
     assert "baseline 90.00" in line and "current 88.50" in line and "drop 1.50 > threshold 1.00" in line
     # a drop of exactly the threshold passes

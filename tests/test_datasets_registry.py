@@ -136,8 +136,9 @@ def test_plugin_folder_dataset_is_listed_and_loads(tmp_path: Path) -> None:
         result = invoke("--plugins", str(plugins), "list", "datasets", "toy*")
         assert result.exit_code == 0, result.output
         row = next(line for line in result.output.splitlines() if "toy-stripes-plugin" in line)
-        assert "Sixteen 4x4 grey stripes" in row and f"plugins:{plugins.resolve()}" in row
-        assert DATASETS.entry("toy_stripes_plugin").origin == f"plugins:{plugins.resolve()}"
+        origin = f"plugins:{plugins.resolve() / 'toy_sets.py'}"  # the plugin file itself
+        assert "Sixteen 4x4 grey stripes" in row and origin in row
+        assert DATASETS.entry("toy_stripes_plugin").origin == origin
         info, splits = load_dataset("Toy_Stripes_Plugin", ["train"], tmp_path)
         assert info.num_classes == 2 and len(splits["train"]) == 16
         assert DATASETS.entry("mnist").origin == "builtin"  # importing sslbench.data from a plugin keeps built-ins

@@ -21,7 +21,7 @@ LAYERS = [
     {"modalities"},
     {"data", "views", "components"},
     {"method", "config", "suites", "plugins", "registry", "errors", "atomic", "seeding", "device", "provenance",
-     "results", "progress"},
+     "results", "progress", "interrupt", "locks", "validation"},
 ]
 SIBLINGS_APART = {1, 3}  # runner and profiling, engine and protocols: neither imports the other
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -33,7 +33,10 @@ def compare_cmd(paths: tuple[str, ...], fmt: str, metrics: tuple[str, ...], ci: 
     """Compare run records (files or folders; default results/runs): mean ± std (n) over seeds.
 
     \b
-    Exit status: 0 ok, 1 the gate failed (regression or not comparable), 2 bad input.
+    Exit status: 0 ok, 1 the gate failed (a regression, not comparable, or a baselined run that is not
+    ok), 2 bad input (a record of another schema version too). Unreadable or torn record files are
+    skipped with a warning; one measurement recorded twice (same method, suite, config, seed) counts once.
+    --format html writes one standalone HTML document (plots embedded with --plot).
     \b
     sslbench compare results/runs --ci --reference
     sslbench compare results/runs --write-baseline results/baselines/cpu-2core.json
@@ -44,4 +47,4 @@ def compare_cmd(paths: tuple[str, ...], fmt: str, metrics: tuple[str, ...], ci: 
 
     opts = CompareOptions(paths=paths, fmt=fmt, metrics=metrics, ci=ci, reference=reference, baseline=baseline,
                           fails=fails, write_baseline=write_baseline, hardware_class=hardware_class, plot=plot)
-    sys.exit(run_compare(opts, echo=click.echo))
+    sys.exit(run_compare(opts, echo=click.echo, err=lambda line: click.echo(line, err=True)))

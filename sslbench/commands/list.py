@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import SSLBenchError
 from ..plugins import DATASETS, ENCODERS, METHODS, MODALITIES, PROTOCOLS, SUITES, load_method_class
-from ..registry import Registry, warn_plugin_failure
+from ..registry import Entry, Registry, warn_plugin_failure
 
 KINDS = {"methods": METHODS, "suites": SUITES, "protocols": PROTOCOLS, "datasets": DATASETS, "encoders": ENCODERS,
          "modalities": MODALITIES}
@@ -30,6 +30,12 @@ def describe(obj: object) -> str:
     return " ".join(str(text).split())
 
 
+def shown_origin(entry: Entry) -> str:
+    """Who supplied the entry (``builtin``, ``entry-point:<dist>==<version>``, ``plugins:<file>``), and whether it
+    replaces a built-in (allowed by ``--allow-override``)."""
+    return entry.origin + (f" (replaces {entry.replaced})" if entry.replaced else "")
+
+
 def _modality_rows(registry: Registry, names: list[str]) -> list[tuple[str, str, str, str]]:
     """(name, modality, description, origin) of data sets or encoders; one that fails to import is skipped
     with one warning."""
@@ -41,7 +47,7 @@ def _modality_rows(registry: Registry, names: list[str]) -> list[tuple[str, str,
         except Exception as e:  # noqa: BLE001 - a broken plugin warns once; the others are still listed
             warn_plugin_failure(f"{n} ({entry.origin})", e)
             continue
-        rows.append((n, str(getattr(obj, "modality", "?")), describe(obj), entry.origin))
+        rows.append((n, str(getattr(obj, "modality", "?")), describe(obj), shown_origin(entry)))
     return rows
 
 
@@ -63,7 +69,7 @@ def list_entries(kind: str, pattern: str | None) -> None:
             except SSLBenchError:
                 continue
             table.add_row(n, ", ".join(f"{n}.{v}" for v in cls.variants) or "-", cls.modality, str(cls.version),
-                          registry.entry(n).origin)
+                          shown_origin(registry.entry(n)))
     elif kind == "suites":
         from ..suites import suite_summary
 
@@ -73,10 +79,11 @@ def list_entries(kind: str, pattern: str | None) -> None:
             try:
                 s = suite_summary(n)
             except SSLBenchError as e:
-                table.add_row(n, "?", "?", f"[red]{e}[/red]", "", registry.entry(n).origin)
+                table.add_row(n, "?", "?", f"[red]{e}[/red]", "", shown_origin(registry.entry(n)))
                 continue
             enc = s["encoder"]["name"] if isinstance(s["encoder"], dict) else s["encoder"]
-            table.add_row(n, str(s["version"]), str(s["modality"]), str(s["dataset"]), str(enc), registry.entry(n).origin)
+            table.add_row(n, str(s["version"]), str(s["modality"]), str(s["dataset"]), str(enc),
+                          shown_origin(registry.entry(n)))
     elif kind in ("datasets", "encoders"):
         for col in ("name", "modality", "description", "origin"):
             table.add_column(col, overflow="fold")
@@ -88,10 +95,11 @@ def list_entries(kind: str, pattern: str | None) -> None:
         for n in names:
             cls = registry.get(n)
             views = cls.view_config.__name__ if cls.view_config else "-"
-            table.add_row(n, f"{cls.unit}/s", views, "yes" if cls.supports_finetune else "no", registry.entry(n).origin)
+            table.add_row(n, f"{cls.unit}/s", views, "yes" if cls.supports_finetune else "no",
+                          shown_origin(registry.entry(n)))
     else:
         for col in ("name", "version", "origin"):
             table.add_column(col, overflow="fold")
         for n in names:
-            table.add_row(n, str(registry.get(n).version), registry.entry(n).origin)
+            table.add_row(n, str(registry.get(n).version), shown_origin(registry.entry(n)))
     Console(soft_wrap=True).print(table)

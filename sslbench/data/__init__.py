@@ -5,7 +5,8 @@ loaders with ``@register_dataset(name, modality)`` (``image.py``: digits, mnist,
 ``torchvision_sets.py``: every other torchvision image classification set, by torchvision's spelling;
 ``graph.py``: the torch_geometric graphs); entry points (``sslbench.datasets``) and plugin folders add more.
 Names are found whatever their case and separators (``FashionMNIST``, ``fashion_mnist``). A loader is
-``load_X(root, splits, download=False, **options) -> (DataInfo, {split: Split})``.
+``load_X(root, splits, download=False, **options) -> (DataInfo, {split: Split})``. A data file that is there
+but damaged, unreadable or hostile raises :class:`DataFileError` (a ``DataNotFoundError``): one line naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plugins import DATASETS
-from .base import DataInfo, Split
+from .base import DataFileError, DataInfo, Split
 from .root import cache_dir, data_root
 
 Loader = Callable[..., tuple[DataInfo, dict[str, Split]]]
@@ -42,4 +43,4 @@ def load_dataset(
     return loader(root, list(splits) if not isinstance(splits, str) else [splits], download, **options)
 
 
-__all__ = ["DATASETS", "DataInfo", "Split", "cache_dir", "data_root", "get_loader", "load_dataset"]
+__all__ = ["DATASETS", "DataFileError", "DataInfo", "Split", "cache_dir", "data_root", "get_loader", "load_dataset"]

@@ -10,10 +10,54 @@ graph's splits all carry the same ``graph`` and their own ``nodes`` (data/graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from ..errors import DataNotFoundError
+
+
+class DataFileError(DataNotFoundError):
+    """A data file is there but cannot be used: unreadable, truncated, corrupt, of the wrong type or shape, or
+    refused (a pickle naming a type its format never holds). The message names the file and what is wrong, on
+    one line; the CLI exits 2 before any run. A subclass of DataNotFoundError, so existing handlers catch it."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as ``Type: message`` on one line (for embedding a library's error in ours)."""
+    kind = type(err).__name__
+    if kind == "error":  # zlib.error, struct.error: say whose
+        kind = f"{type(err).__module__}.{kind}"
+    detail = " ".join(str(err).split())
+    return f"{kind}: {detail}" if detail else kind
+
+
+NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's directory
+
+
+def open_npz(path: Path) -> Any:
+    """``np.load`` of an ``.npz`` archive with ``allow_pickle`` off (an object array is refused, never
+    unpickled); anything else (not a zip, a lone ``.npy``, a truncated or unreadable file) raises DataFileError
+    naming the file."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as err:
+        raise DataFileError(f"{path} cannot be read: {one_line(err)}") from err
+    if head.startswith(b"\x93NUMPY"):
+        raise DataFileError(f"{path} holds a single .npy array, not an .npz archive of named arrays")
+    if not head.startswith(NPZ_MAGIC):
+        raise DataFileError(f"{path} is not an .npz archive (a zip of .npy arrays): it starts with {head!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataFileError(f"{path} is not a readable .npz archive (truncated or corrupt?): {one_line(err)}") from err
 
 
 @dataclass

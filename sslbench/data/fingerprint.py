@@ -2,7 +2,10 @@
 
 Every function returns ``"sha256:<first 16 hex digits>"``. File checksums are memoised
 in ``<cache_dir>/sha256-memo.json`` keyed by (absolute path, size, mtime), so a
-20 MB archive is hashed once, not on every run.
+20 MB archive is hashed once, not on every run. A memo entry is written only after the whole
+file was read, and entries that are not 64 hex digits are ignored (a damaged memo costs a
+re-hash, never a wrong fingerprint). A file that cannot be read raises
+:class:`~sslbench.data.base.DataFileError` naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,12 +25,14 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_text
+from .base import DataFileError, one_line
 from .root import cache_dir
 
 PREFIX = "sha256:"
 HEX_CHARS = 16
 MEMO_NAME = "sha256-memo.json"
 _CHUNK = 1 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _short(hexdigest: str) -> str:
@@ -42,7 +48,9 @@ def _read_memo(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str) and _HEX64.fullmatch(v)}
 
 
 def _write_memo(path: Path, memo: dict[str, str]) -> None:
@@ -63,14 +71,21 @@ def _hash_file(path: Path) -> str:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Fingerprint of one file's bytes (streamed, memoised by path, size and mtime)."""
-    path = Path(path).resolve()
-    stat = path.stat()
+    given = path
+    try:
+        path = Path(path).resolve()
+        stat = path.stat()
+    except OSError as err:
+        raise DataFileError(f"Cannot read {given}: {one_line(err)}") from err
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     memo_path = _memo_path()
     memo = _read_memo(memo_path)
     hexdigest = memo.get(key)
     if hexdigest is None:
-        hexdigest = _hash_file(path)
+        try:
+            hexdigest = _hash_file(path)
+        except OSError as err:
+            raise DataFileError(f"Cannot read {given}: {one_line(err)}") from err
         memo = _read_memo(memo_path)  # another run may have added entries meanwhile
         memo[key] = hexdigest
         _write_memo(memo_path, memo)
@@ -101,7 +116,12 @@ def tree_fingerprint(root: str | os.PathLike[str]) -> str:
         dirnames.sort()
         rel = Path(dirpath).relative_to(root).as_posix()
         for name in sorted(filenames):
-            entries.append(f"{rel}/{name}\t{os.path.getsize(os.path.join(dirpath, name))}")
+            file = os.path.join(dirpath, name)
+            try:
+                size = os.path.getsize(file)
+            except OSError as err:  # a dangling link, a file removed meanwhile
+                raise DataFileError(f"Cannot read {file}: {one_line(err)}") from err
+            entries.append(f"{rel}/{name}\t{size}")
     entries.sort()
     return _short(hashlib.sha256("\n".join(entries).encode()).hexdigest())
 
@@ -119,7 +139,24 @@ def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
 
 # --------------------------------------------------------------------------- which files a reader opened
 
-_reads: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("sslbench_reads", default=None)
+class ReadLog(set):
+    """The paths a reader opened or listed, remembering their order: :meth:`last_under` names the file a
+    failing reader was reading (Python's own lazy imports on the way are skipped by the folder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[Path] = []
+
+    def add(self, path: Path) -> None:
+        super().add(path)
+        self.order.append(path)
+
+    def last_under(self, folder: str | os.PathLike[str]) -> Path | None:
+        folder = Path(folder).resolve()
+        return next((p for p in reversed(self.order) if p.is_relative_to(folder)), None)
+
+
+_reads: contextvars.ContextVar[ReadLog | None] = contextvars.ContextVar("sslbench_reads", default=None)
 _hook_installed = False
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -146,7 +183,7 @@ def _audit(event: str, args: tuple) -> None:
 
 
 @contextlib.contextmanager
-def record_reads() -> Iterator[set[Path]]:
+def record_reads() -> Iterator[ReadLog]:
     """Record the files opened for reading and the folders listed by this thread (and its tasks) inside the
     block, e.g. by a torchvision constructor, so a data set's fingerprint covers exactly what was read.
 
@@ -156,7 +193,7 @@ def record_reads() -> Iterator[set[Path]]:
     if not _hook_installed:
         sys.addaudithook(_audit)
         _hook_installed = True
-    found: set[Path] = set()
+    found = ReadLog()
     token = _reads.set(found)
     try:
         yield found

@@ -13,9 +13,18 @@ Layout under the data root (what torch_geometric downloads)::
     graph/amazon/{Computers,Photo}/raw/amazon_electronics_<name>.npz
     graph/coauthor/{CS,Physics}/raw/ms_academic_{cs,phy}.npz
 
-The raw files are parsed in memory (``torch_geometric.io``); nothing is written to the
-data root, which may be read-only. ``download=True`` fetches missing files with
-torch_geometric's own downloaders.
+The raw files are parsed in memory; nothing is written to the data root, which may be
+read-only. ``download=True`` fetches missing files with torch_geometric's own downloaders.
+
+Planetoid's ``ind.*`` files are Python 2 pickles, and unpickling runs whatever a file names.
+They are read here (not by ``torch_geometric.io.read_planetoid_data``) with a restricted
+unpickler that resolves only the types the real files hold: numpy arrays and dtypes, scipy's
+CSR matrix, and the ``defaultdict`` of lists that is the adjacency. A file naming anything else
+is refused with one line naming it, before any of it is built. The arrays are then combined
+exactly as torch_geometric does (the same tensors, bit for bit), after checking that the files
+agree: feature rows against label rows, feature and label widths, test indices and adjacency
+node ids within the graph. Amazon / Coauthor npz files are read with ``allow_pickle`` off and
+checked the same way. Any damaged file raises :class:`~sslbench.data.base.DataFileError`.
 
 Splits (dataset option ``split``):
 
@@ -33,15 +42,23 @@ Features are row-normalised (``normalize_features: true``, torch_geometric's
 
 from __future__ import annotations
 
+import collections
+import os
+import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
-from .base import DataInfo, Split
+from .base import DataFileError, DataInfo, Split, one_line, open_npz
 from .fingerprint import files_fingerprint
 
 GRAPH_SPLITS = ("train", "val", "test", "all")
@@ -80,13 +97,22 @@ def raw_dir(root: Path, spec: GraphSpec) -> Path:
 
 
 def _download(root: Path, spec: GraphSpec) -> None:
-    """Fetch the raw files with torch_geometric's dataset classes (they also write a processed/ copy)."""
+    """Fetch the raw files: Planetoid's missing ``ind.*`` files one by one from torch_geometric's source URL
+    (not through its ``Planetoid`` class, whose processing would unpickle them unrestricted), Amazon and
+    Coauthor through torch_geometric's classes (npz files; they also write a processed/ copy)."""
     from torch_geometric import datasets as pyg
+    from torch_geometric.data import download_url
 
     base = Path(root) / "graph" / spec.family
     try:
         if spec.family == "planetoid":
-            pyg.Planetoid(str(base), spec.folder)
+            folder = raw_dir(root, spec)
+            for name in spec.raw_files:
+                if not (folder / name).is_file():  # under a temporary name first: a cut download leaves no file
+                    (folder / f".{name}.part").unlink(missing_ok=True)  # download_url would reuse a stale one
+                    part = download_url(f"{pyg.Planetoid.url}/{name}", str(folder), log=False,
+                                        filename=f".{name}.part")
+                    os.replace(part, folder / name)
         elif spec.family == "amazon":
             pyg.Amazon(str(base), spec.folder)
         else:
@@ -96,12 +122,205 @@ def _download(root: Path, spec: GraphSpec) -> None:
         raise DataNotFoundError(f"Could not download {spec.title} into {base}: {type(e).__name__}: {detail}") from e
 
 
-def _read(folder: Path, spec: GraphSpec):
-    from torch_geometric import io
+# --------------------------------------------------------------------------- Planetoid's pickles
 
+# (module, name) as a pickle spells it -> the object it may resolve to. Python 2 pickles say __builtin__;
+# numpy 2 pickles say numpy._core; scipy < 1.8 pickles say scipy.sparse.csr.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array rebuilder, wherever numpy keeps it
+PICKLE_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("scipy.sparse.csr", "csr_matrix"): sp.csr_matrix,
+    ("scipy.sparse._csr", "csr_matrix"): sp.csr_matrix,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("__builtin__", "list"): list,
+    ("builtins", "list"): list,
+}
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`PICKLE_ALLOWED`; any other global (``os.system``,
+    ``builtins.eval``, ``subprocess.Popen``, ...) is refused before it is looked up, so nothing runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return PICKLE_ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _Refused("a persistent id")
+
+
+def load_pickle(path: Path) -> Any:
+    """Unpickle a Planetoid file with :class:`RestrictedUnpickler` (latin-1 for Python 2's byte strings)."""
+    try:
+        with open(path, "rb") as f:
+            return RestrictedUnpickler(f, encoding="latin1").load()
+    except _Refused as err:
+        raise DataFileError(f"{path}: refused to unpickle {err}: a Planetoid file holds only numpy arrays, scipy CSR "
+                            "matrices and a dict of lists") from err
+    except OSError as err:
+        raise DataFileError(f"Cannot read {path}: {one_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged pickle raises anything from EOFError to TypeError
+        raise DataFileError(f"{path} is not a readable Planetoid pickle (truncated or corrupt?): "
+                            f"{one_line(err)}") from err
+
+
+def _matrix(path: Path, value: Any) -> torch.Tensor:
+    """A pickled feature or one-hot label matrix (CSR or dense, two-dimensional, numeric) as a float tensor."""
+    if sp.issparse(value):
+        try:
+            value = value.todense()
+        except (ValueError, TypeError, IndexError, MemoryError) as err:  # inconsistent CSR arrays or shape
+            raise DataFileError(f"{path} holds a sparse matrix that cannot be expanded: {one_line(err)}") from err
+    if not isinstance(value, np.ndarray) or value.ndim != 2 or value.dtype.kind not in "biuf":
+        kind = f"{value.dtype} array of {value.ndim} dimensions" if isinstance(value, np.ndarray) else (
+            type(value).__name__)
+        raise DataFileError(f"{path} holds a {kind}, expected a two-dimensional numeric matrix")
+    return torch.from_numpy(np.asarray(value)).to(torch.float)
+
+
+def _adjacency(path: Path, value: Any) -> dict[int, list[int]]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, int) and isinstance(v, list) and all(isinstance(j, int) for j in v)
+            for k, v in value.items()):
+        raise DataFileError(f"{path} holds a {type(value).__name__}, expected a dict of node id -> list of node ids")
+    return value
+
+
+def _test_index(path: Path) -> torch.Tensor:
+    try:
+        lines = path.read_text().split("\n")[:-1]  # as torch_geometric's read_txt_array
+        return torch.tensor([int(line) for line in lines], dtype=torch.long)
+    except OSError as err:
+        raise DataFileError(f"Cannot read {path}: {one_line(err)}") from err
+    except ValueError as err:
+        raise DataFileError(f"{path} is not a list of node indices, one a line: {one_line(err)}") from err
+
+
+def _agree(folder: Path, a: str, n_a: int, b: str, n_b: int, what: str) -> None:
+    if n_a != n_b:
+        raise DataFileError(f"{folder / a} has {n_a} {what} but {b} has {n_b}: Planetoid's files disagree")
+
+
+def read_planetoid(folder: Path, prefix: str):
+    """Cora, CiteSeer or PubMed from ``ind.<prefix>.*`` in ``folder``: the ``Data`` (x, edge_index, y and the
+    public split's masks) torch_geometric's ``read_planetoid_data`` builds, from checked, safely unpickled
+    files."""
+    from torch_geometric.data import Data
+    from torch_geometric.utils import coalesce, index_to_mask, remove_self_loops
+
+    name = {p: f"ind.{prefix}.{p}" for p in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")}
+    m = {p: _matrix(folder / name[p], load_pickle(folder / name[p])) for p in ("x", "tx", "allx", "y", "ty", "ally")}
+    graph = _adjacency(folder / name["graph"], load_pickle(folder / name["graph"]))
+    test_index = _test_index(folder / name["test.index"])
+    x, tx, allx, y, ty, ally = (m[p] for p in ("x", "tx", "allx", "y", "ty", "ally"))
+    for feat, lab in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        _agree(folder, name[lab], m[lab].shape[0], name[feat], m[feat].shape[0], "rows")
+    for p in ("tx", "allx"):
+        _agree(folder, name[p], m[p].shape[1], name["x"], x.shape[1], "feature columns")
+    for p in ("ty", "ally"):
+        _agree(folder, name[p], m[p].shape[1], name["y"], y.shape[1], "label columns")
+    if y.shape[1] == 0:
+        raise DataFileError(f"{folder / name['y']} has no label columns")
+    if test_index.dim() != 1 or test_index.numel() == 0:
+        raise DataFileError(f"{folder / name['test.index']} holds no node indices")
+    _agree(folder, name["test.index"], test_index.numel(), name["tx"], tx.shape[0], "rows")
+    if int(test_index.unique().numel()) != test_index.numel():
+        raise DataFileError(f"{folder / name['test.index']} repeats a node index")
+    sorted_test_index = test_index.sort()[0]
+    n_all = allx.shape[0]
+    if prefix == "citeseer":  # isolated test nodes: zero rows where the test index skips a number (as torch_geometric)
+        span = int(test_index.max() - test_index.min()) + 1
+        tx_ext = torch.zeros(span, tx.size(1), dtype=tx.dtype)
+        tx_ext[sorted_test_index - test_index.min(), :] = tx
+        ty_ext = torch.zeros(span, ty.size(1), dtype=ty.dtype)
+        ty_ext[sorted_test_index - test_index.min(), :] = ty
+        tx, ty = tx_ext, ty_ext
+    n = n_all + tx.shape[0]
+    if int(test_index.min()) < n_all or int(test_index.max()) >= n:
+        raise DataFileError(f"{folder / name['test.index']} holds node {int(test_index.min())}..{int(test_index.max())}"
+                            f", but the test nodes are {n_all}..{n - 1} ({name['allx']} has {n_all} rows, "
+                            f"{name['tx']} {tx.shape[0]})")
+    if y.shape[0] + 500 > n:
+        raise DataFileError(f"{folder / name['y']} has {y.shape[0]} rows: the public split's 500 validation nodes "
+                            f"after them do not fit in the {n} nodes")
+    nodes = [k for k in graph] + [j for v in graph.values() for j in v]
+    if nodes and (min(nodes) < 0 or max(nodes) >= n):
+        raise DataFileError(f"{folder / name['graph']} refers to node {max(nodes) if max(nodes) >= n else min(nodes)}"
+                            f", but the features ({name['allx']} + {name['tx']}) have {n} rows")
+
+    x = torch.cat([allx, tx], dim=0)
+    x[test_index] = x[sorted_test_index]
+    labels = torch.cat([ally, ty], dim=0).max(dim=1)[1]
+    labels[test_index] = labels[sorted_test_index]
+    rows: list[int] = []
+    cols: list[int] = []
+    for key, value in graph.items():
+        rows += repeat(key, len(value))
+        cols += value
+    edge_index = torch.stack([torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)], dim=0)
+    edge_index, _ = remove_self_loops(edge_index)
+    edge_index = coalesce(edge_index, num_nodes=n, sort_by_row=False)
+    data = Data(x=x, edge_index=edge_index, y=labels)
+    data.train_mask = index_to_mask(torch.arange(y.shape[0], dtype=torch.long), size=n)
+    data.val_mask = index_to_mask(torch.arange(y.shape[0], y.shape[0] + 500, dtype=torch.long), size=n)
+    data.test_mask = index_to_mask(test_index, size=n)
+    return data
+
+
+# --------------------------------------------------------------------------- Amazon / Coauthor npz
+
+NPZ_KEYS = ("adj_data", "adj_indices", "adj_indptr", "adj_shape", "attr_data", "attr_indices", "attr_indptr",
+            "attr_shape", "labels")
+
+
+def read_graph_npz(path: Path):
+    """An Amazon / Coauthor npz (the gnn-benchmark layout) through torch_geometric's ``parse_npz``, after
+    checking that its keys are there and its shapes agree; ``allow_pickle`` stays off."""
+    from torch_geometric.io.npz import parse_npz
+
+    errors = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+    with open_npz(path) as z:
+        missing = [k for k in NPZ_KEYS if k not in z.files]
+        if missing:
+            raise DataFileError(f"{path} has no array {', '.join(missing)} (expected {', '.join(NPZ_KEYS)})")
+        try:
+            f = {k: z[k] for k in NPZ_KEYS}
+        except errors as err:
+            raise DataFileError(f"{path}: an array cannot be read (truncated or corrupt?): {one_line(err)}") from err
+    try:
+        attr_shape = tuple(int(v) for v in f["attr_shape"])
+        adj_shape = tuple(int(v) for v in f["adj_shape"])
+    except (TypeError, ValueError) as err:
+        raise DataFileError(f"{path}: attr_shape and adj_shape must be pairs of integers") from err
+    if len(attr_shape) != 2 or len(adj_shape) != 2:
+        raise DataFileError(f"{path}: attr_shape {attr_shape} and adj_shape {adj_shape} must be pairs")
+    n = attr_shape[0]
+    if adj_shape != (n, n):
+        raise DataFileError(f"{path}: adj_shape is {adj_shape} but the features (attr_shape) have {n} rows")
+    labels = f["labels"]
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != n:
+        raise DataFileError(f"{path}: labels is {labels.dtype} {labels.shape}, expected {n} integer labels")
+    if n and int(labels.min()) < 0:
+        raise DataFileError(f"{path}: labels holds {int(labels.min())}, expected labels from 0")
+    try:
+        return parse_npz(f, to_undirected=True)
+    except (ValueError, IndexError, TypeError) as err:  # scipy's checks of the CSR arrays
+        raise DataFileError(f"{path}: its sparse arrays do not form a matrix: {one_line(err)}") from err
+
+
+def _read(folder: Path, spec: GraphSpec):
     if spec.family == "planetoid":
-        return io.read_planetoid_data(str(folder), spec.raw_files[0].split(".")[1])
-    return io.read_npz(str(folder / spec.raw_files[0]), to_undirected=True)
+        return read_planetoid(folder, spec.raw_files[0].split(".")[1])
+    return read_graph_npz(folder / spec.raw_files[0])
 
 
 def random_split(num_nodes: int, train_fraction: float, val_fraction: float, seed: int

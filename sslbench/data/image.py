@@ -4,6 +4,12 @@ Every loader has the signature ``load_X(root, splits, download=False, **options)
 returns ``(DataInfo, {split_name: Split})``. Small sets are held in memory as uint8
 N x C x H x W tensors; :func:`load_imagefolder` returns a lazily decoding Dataset.
 The data root may be read-only: decoded arrays are cached under ``cache_dir()``.
+
+A file that is there but unusable (a truncated or non-gzip archive, an npz without a key or with
+arrays of the wrong type or shape, an image that does not decode, an unreadable file, a split
+without class folders) raises :class:`~sslbench.data.base.DataFileError`: one line naming the
+file and what is wrong, before any run. A decoded-array cache entry is written into a private
+temporary folder and renamed into place, so it is complete or absent.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
+import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,7 +39,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
-from .base import DataInfo, Split
+from .base import DataFileError, DataInfo, Split, one_line, open_npz
 from .fingerprint import (
     array_fingerprint,
     combine_fingerprints,
@@ -45,6 +55,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGIT_CLASSES = [str(d) for d in range(10)]
 TRAIN_TEST = ("train", "test")
+# What reading a damaged archive or array file raises (gzip's BadGzipFile is an OSError; np.load of neither
+# an npz nor an npy raises ValueError; a truncated member EOFError, zlib.error or BadZipFile).
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, tarfile.TarError)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -107,6 +120,10 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
+def _shape(array: np.ndarray) -> str:
+    return f"{array.dtype} {' x '.join(map(str, array.shape)) or 'scalar'}"
+
+
 # --------------------------------------------------------------------------- digits
 
 
@@ -152,9 +169,39 @@ def load_digits(
 # --------------------------------------------------------------------------- MNIST
 
 
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz_array(z: Any, path: Path, key: str) -> np.ndarray:
+    try:
+        return z[key]  # allow_pickle is off: an object array is refused, not unpickled
+    except READ_ERRORS as err:
+        raise DataFileError(f"{path}: array {key} cannot be read (truncated or corrupt?): {one_line(err)}") from err
+
+
+def _check_labels(path: Path, key: str, labels: np.ndarray, n: int, num_classes: int) -> None:
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != n:
+        raise DataFileError(f"{path}: {key} is {_shape(labels)}, expected {n} integer labels")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DataFileError(f"{path}: {key} holds labels {int(labels.min())}..{int(labels.max())}, "
+                            f"expected 0..{num_classes - 1}")
+
+
 def _mnist_from_npz(path: Path) -> Arrays:
-    with np.load(path) as z:
-        return {s: (z[f"x_{s}"][:, None], z[f"y_{s}"].astype(np.int64)) for s in TRAIN_TEST}
+    """MNIST's four arrays from an npz, checked: x_* uint8 N x 28 x 28, y_* N integer labels in 0..9."""
+    with open_npz(path) as z:
+        missing = [k for k in MNIST_KEYS if k not in z.files]
+        if missing:
+            raise DataFileError(f"{path} has no array {', '.join(missing)} (it holds: {', '.join(z.files) or 'none'}"
+                                f"; expected {', '.join(MNIST_KEYS)})")
+        arrays: Arrays = {}
+        for s in TRAIN_TEST:
+            x, y = _npz_array(z, path, f"x_{s}"), _npz_array(z, path, f"y_{s}")
+            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or not len(x):
+                raise DataFileError(f"{path}: x_{s} is {_shape(x)}, expected uint8 N x 28 x 28 with N > 0")
+            _check_labels(path, f"y_{s}", y, len(x), 10)
+            arrays[s] = (x[:, None], y.astype(np.int64))
+    return arrays
 
 
 def _mnist_from_torchvision(base: Path, download: bool = False) -> Arrays:
@@ -185,6 +232,7 @@ def _download_error(title: str, root: Path, err: Exception) -> DataNotFoundError
 def _find_mnist(root: Path, download: bool) -> tuple[Arrays, str, str]:
     """Return (arrays, fingerprint, source) from the first MNIST copy found under root."""
     looked: list[Path] = []
+    broken: list[str] = []
     for npz in (root / "image" / "mnist.npz", root / "mnist.npz"):
         looked.append(npz)
         if npz.is_file():
@@ -194,7 +242,8 @@ def _find_mnist(root: Path, download: bool) -> tuple[Arrays, str, str]:
         if (base / "MNIST" / "raw").is_dir():
             try:
                 arrays = _mnist_from_torchvision(base)
-            except RuntimeError:  # incomplete or corrupt copy: keep looking
+            except (RuntimeError, *READ_ERRORS) as err:  # incomplete or corrupt copy: keep looking
+                broken.append(f"{base / 'MNIST' / 'raw'} is incomplete or corrupt: {one_line(err)}")
                 continue
             return arrays, files_fingerprint(_mnist_torchvision_files(base)), str(base / "MNIST" / "raw")
     if download:
@@ -203,6 +252,8 @@ def _find_mnist(root: Path, download: bool) -> tuple[Arrays, str, str]:
         except (OSError, RuntimeError) as err:
             raise _download_error("MNIST", root, err) from err
         return arrays, files_fingerprint(_mnist_torchvision_files(root)), str(root / "MNIST" / "raw")
+    if broken:
+        raise DataFileError(f"MNIST: {broken[0]}")
     raise _not_found("MNIST", looked, "mnist.npz")
 
 
@@ -302,7 +353,9 @@ def _cifar_from_torchvision(spec: CifarSpec, base: Path, splits: list[str], down
 
 
 # Decoded-array cache: <cache_dir>/decoded/<name>-<fingerprint hex>/{split}_images.npy,
-# {split}_labels.npy and classes.json (written last, so its presence marks a complete cache).
+# {split}_labels.npy and classes.json. An entry is written whole into a private temporary folder beside it
+# (".<name>-<hex>.XXXX.tmp") and renamed into place, so a reader sees a complete entry or none; a reader
+# also checks every array's type and shape and treats anything else as a miss.
 
 
 def _decoded_dir(name: str, fingerprint: str) -> Path:
@@ -313,30 +366,80 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, array), binary=True)
 
 
-def _save_decoded(folder: Path, arrays: Arrays, classes: list[str]) -> None:
-    for s, (images, labels) in arrays.items():
-        _save_npy(folder / f"{s}_images.npy", images)
-        _save_npy(folder / f"{s}_labels.npy", labels)
-    atomic_write_text(folder / "classes.json", json.dumps({"classes": classes, "splits": sorted(arrays)}))
+def _save_decoded(folder: Path, arrays: Arrays, classes: list[str]) -> bool:
+    """Write one cache entry atomically (see above); False when it could not be written (a full disk, a
+    read-only cache: the arrays are still returned to the caller, only the cache is missed next time)."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError:
+        return False
+    try:
+        for s, (images, labels) in arrays.items():
+            _save_npy(tmp / f"{s}_images.npy", images)
+            _save_npy(tmp / f"{s}_labels.npy", labels)
+        atomic_write_text(tmp / "classes.json", json.dumps({"classes": classes, "splits": sorted(arrays)}))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        _install(tmp, folder, sorted(arrays))
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load_decoded(folder: Path, splits: list[str]) -> tuple[Arrays, list[str]] | None:
+def _install(tmp: Path, folder: Path, splits: list[str]) -> None:
+    """Rename the complete entry ``tmp`` to ``folder``. An entry another process finished meanwhile is kept; a
+    damaged or partial one (an older writer's leftovers) is moved aside first and removed."""
+    try:
+        os.rename(tmp, folder)
+        return
+    except OSError:
+        if not folder.exists():
+            raise
+    if _load_decoded(folder, splits) is not None:
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    try:
+        os.rename(folder, old / "entry")
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_decoded(folder: Path, splits: list[str], size: int | None = None) -> tuple[Arrays, list[str]] | None:
+    """The cached arrays of ``splits``, or None when the entry is missing, partial or damaged (any array of the
+    wrong type or shape, labels outside the classes)."""
     try:
         meta = json.loads((folder / "classes.json").read_text())
-        arrays = {
-            s: (np.load(folder / f"{s}_images.npy"), np.load(folder / f"{s}_labels.npy")) for s in splits
-        }
-    except (OSError, ValueError):
+        classes = [str(c) for c in meta["classes"]]
+        if not isinstance(meta["splits"], list) or not set(splits) <= set(meta["splits"]):
+            return None
+        arrays: Arrays = {}
+        for s in splits:
+            images, labels = np.load(folder / f"{s}_images.npy"), np.load(folder / f"{s}_labels.npy")
+            if (images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3
+                    or (size is not None and images.shape[2:] != (size, size))
+                    or labels.dtype != np.int64 or labels.shape != (len(images),)
+                    or (len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)))):
+                return None
+            arrays[s] = (images, labels)
+    except (*READ_ERRORS, KeyError, TypeError):
         return None
-    return arrays, list(meta["classes"])
+    return arrays, classes
 
 
-def _decode_items(items: list[tuple[str, str, str, bytes]], size: int) -> tuple[Arrays, list[str]]:
+def _decode_items(items: list[tuple[str, str, str, bytes]], size: int, source: Path | str = ""
+                  ) -> tuple[Arrays, list[str]]:
     """Decode (split, class, file name, encoded bytes) items into per-split uint8 arrays.
 
     Classes are sorted alphabetically over all splits (ImageFolder convention); samples
-    are ordered by (class, file name) within a split.
+    are ordered by (class, file name) within a split. An image that does not decode or has
+    another size raises DataFileError naming ``source`` and the member.
     """
+    where = f"{source}: " if source else ""
     classes = sorted({c for _, c, _, _ in items})
     index = {c: i for i, c in enumerate(classes)}
     arrays: Arrays = {}
@@ -344,10 +447,13 @@ def _decode_items(items: list[tuple[str, str, str, bytes]], size: int) -> tuple[
         chosen = sorted((c, n, b) for s, c, n, b in items if s == split)
         images = np.empty((len(chosen), 3, size, size), dtype=np.uint8)
         for i, (c, n, data) in enumerate(chosen):
-            image = decode_rgb(data)
+            try:
+                image = decode_rgb(data)
+            except Exception as err:  # noqa: BLE001 - PIL raises many types on a damaged image
+                raise DataFileError(f"{where}{split}/{c}/{n} is not a decodable image: {one_line(err)}") from err
             if tuple(image.shape[1:]) != (size, size):
-                raise DataNotFoundError(
-                    f"{split}/{c}/{n} is {image.shape[1]}x{image.shape[2]}, expected {size}x{size}"
+                raise DataFileError(
+                    f"{where}{split}/{c}/{n} is {image.shape[1]}x{image.shape[2]}, expected {size}x{size}"
                 )
             images[i] = image.numpy()
         arrays[split] = (images, np.array([index[c] for c, _, _ in chosen], dtype=np.int64))
@@ -364,16 +470,22 @@ def _split_member(name: str) -> tuple[str, str, str] | None:
 
 
 def _tar_items(path: Path) -> list[tuple[str, str, str, bytes]]:
-    """Read every ``{split}/{class}/{file}`` image member of a tarball into memory (no extraction)."""
-    items = []
-    with tarfile.open(path, "r|*") as tf:
-        for member in tf:
-            key = _split_member(member.name) if member.isfile() else None
-            if key is None:
-                continue
-            f = tf.extractfile(member)
-            if f is not None:
-                items.append((*key, f.read()))
+    """Read every ``{split}/{class}/{file}`` image member of a tarball into memory (no extraction); a truncated
+    or corrupt archive raises DataFileError naming it (and the last member read whole)."""
+    items: list[tuple[str, str, str, bytes]] = []
+    try:
+        with tarfile.open(path, "r|*") as tf:
+            for member in tf:
+                key = _split_member(member.name) if member.isfile() else None
+                if key is None:
+                    continue
+                f = tf.extractfile(member)
+                if f is not None:
+                    items.append((*key, f.read()))
+    except READ_ERRORS as err:
+        after = f" after {len(items)} images (last {'/'.join(items[-1][:3])})" if items else ""
+        raise DataFileError(f"{path} is not a readable tar archive (truncated or corrupt?){after}: "
+                            f"{one_line(err)}") from err
     return items
 
 
@@ -383,7 +495,10 @@ def _folder_items(folder: Path) -> list[tuple[str, str, str, bytes]]:
         for cls_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             for f in sorted(cls_dir.iterdir()):
                 if f.is_file() and _is_image(f.name):
-                    items.append((split_dir.name, cls_dir.name, f.name, f.read_bytes()))
+                    try:
+                        items.append((split_dir.name, cls_dir.name, f.name, f.read_bytes()))
+                    except OSError as err:
+                        raise DataFileError(f"Cannot read {f}: {one_line(err)}") from err
     return items
 
 
@@ -392,13 +507,14 @@ def _decoded_cached(
 ) -> Loaded:
     """Load decoded arrays from the cache, decoding (all splits at once) and caching on a miss."""
     folder = _decoded_dir(name, fingerprint)
-    cached = _load_decoded(folder, splits)
+    cached = _load_decoded(folder, splits, size)
     if cached is None:
-        arrays, classes = _decode_items(read(), size)
+        arrays, classes = _decode_items(read(), size, source)
         missing = [s for s in splits if s not in arrays]
         if missing:
-            raise DataNotFoundError(
-                f"{source} has no {', '.join(missing)} images; it holds {', '.join(arrays) or 'none'}"
+            raise DataFileError(
+                f"{source} has no {', '.join(missing)} images in class folders (expected {missing[0]}/<class>/"
+                f"<image>); it holds {', '.join(arrays) or 'none'}"
             )
         _save_decoded(folder, arrays, classes)
         cached = {s: arrays[s] for s in splits}, classes
@@ -408,13 +524,14 @@ def _decoded_cached(
 
 def _find_cifar(spec: CifarSpec, root: Path, splits: list[str], download: bool) -> Loaded:
     looked: list[Path] = []
+    broken: list[str] = []
     for base in (root, root / "image"):
         looked.append(base / spec.tv_dir)
         if (base / spec.tv_dir).is_dir():
-            try:
+            try:  # torchvision unpickles these files only after their MD5s match the official ones
                 return _cifar_from_torchvision(spec, base, splits)
-            except RuntimeError:  # incomplete or corrupt copy: keep looking
-                pass
+            except (RuntimeError, *READ_ERRORS) as err:  # incomplete or corrupt copy: keep looking
+                broken.append(f"{base / spec.tv_dir} is incomplete or fails its checksums: {one_line(err)}")
     for folder in (root / "image" / spec.name, root / spec.name):
         looked.append(folder)
         if (folder / "train").is_dir() or (folder / "test").is_dir():
@@ -432,6 +549,8 @@ def _find_cifar(spec: CifarSpec, root: Path, splits: list[str], download: bool) 
             return _cifar_from_torchvision(spec, root, splits, download=True)
         except (OSError, RuntimeError) as err:
             raise _download_error(spec.title, root, err) from err
+    if broken:
+        raise DataFileError(f"{spec.title}: {broken[0]}")
     raise _not_found(spec.title, looked, spec.tarball)
 
 
@@ -501,7 +620,29 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        return decode_rgb(path), label
+        try:
+            return decode_rgb(path), label
+        except Exception as err:  # noqa: BLE001 - PIL raises many types on a damaged image
+            raise DataFileError(f"{path} is not a decodable image: {one_line(err)}") from err
+
+
+def _check_images(samples: list[tuple[str, int]], key: str) -> None:
+    """Open every image's header (a few bytes; nothing is decoded) so that a file that is not an image, or cannot
+    be read, fails here with its name and not in a DataLoader worker during training. Remembered in the cache
+    under ``key`` (the tree's fingerprint and the splits), so a tree is checked once."""
+    marker = cache_dir() / "checked" / f"imagefolder-{key.removeprefix('sha256:')}"
+    if marker.is_file():
+        return
+    for path, _ in samples:
+        try:
+            with Image.open(path):  # parses the header only
+                pass
+        except Exception as err:  # noqa: BLE001 - PIL raises many types on a damaged image
+            raise DataFileError(f"{path} is not a readable image: {one_line(err)}") from err
+    try:
+        atomic_write_text(marker, f"{len(samples)} images\n")
+    except OSError:
+        pass  # an optimisation only
 
 
 def _subdirs(path: Path) -> list[str]:
@@ -566,12 +707,26 @@ def load_imagefolder(
         raise DataNotFoundError(
             f"Image folder not found: {folder} (expected {folder}/<split>/<class>/<image>)"
         )
-    splits = check_splits(f"Image folder {folder}", splits, _subdirs(folder))
-    classes = sorted({c for s in _subdirs(folder) for c in _subdirs(folder / s)})
+    try:
+        found = _subdirs(folder)
+        if not found:
+            raise DataFileError(f"Image folder {folder} has no split folders (expected {folder}/<split>/<class>/"
+                                "<image>)")
+        splits = check_splits(f"Image folder {folder}", splits, found)
+        by_split = {s: _subdirs(folder / s) for s in found}
+    except OSError as err:
+        raise DataFileError(f"Cannot read {folder}: {one_line(err)}") from err
+    for s in splits:
+        if not by_split[s]:
+            raise DataFileError(f"{folder / s} has no class folders (expected {folder / s}/<class>/<image>)")
+    classes = sorted({c for names in by_split.values() for c in names})
     class_to_idx = {c: i for i, c in enumerate(classes)}
     result: dict[str, Split] = {}
     for s in splits:
-        samples = make_dataset(str(folder / s), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        try:
+            samples = make_dataset(str(folder / s), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        except OSError as err:
+            raise DataFileError(f"Cannot read {folder / s}: {one_line(err)}") from err
         samples = _limit_per_class(samples, max_per_class)
         if not samples:
             raise DataNotFoundError(
@@ -582,6 +737,8 @@ def load_imagefolder(
     fingerprint = tree_fingerprint(folder)
     if max_per_class is not None:
         fingerprint = combine_fingerprints([fingerprint, f"max_per_class={max_per_class}"])
+    _check_images([item for s in splits for item in result[s].dataset.samples],
+                  combine_fingerprints([fingerprint, *splits]))
     info = DataInfo(
         name=name,
         modality="image",

@@ -38,6 +38,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import os
 import re
 import sys
 import textwrap
@@ -55,7 +56,7 @@ from torch.utils.data import Dataset
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
-from .base import DataInfo, Split
+from .base import DataFileError, DataInfo, Split, one_line
 from .fingerprint import combine_fingerprints, files_fingerprint, record_reads, tree_fingerprint
 from .image import _decoded_dir, check_splits
 
@@ -268,7 +269,26 @@ class TorchvisionImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         j = index if self.indices is None else self.indices[index]
-        return to_uint8_chw(self.ds[j][0], self.mode), int(self.labels[index])
+        return to_uint8_chw(_item(self.ds, j)[0], self.mode), int(self.labels[index])
+
+
+def _item_name(ds: Any, i: int) -> str:
+    """The file behind item ``i`` where torchvision keeps a list of them, else the class, index and root."""
+    for attr in ("samples", "imgs", "_samples", "_image_files", "_images", "image_files", "_files"):
+        value = getattr(ds, attr, None)
+        if isinstance(value, (list, tuple)) and len(value) == len(ds):
+            entry = value[i][0] if isinstance(value[i], tuple) and value[i] else value[i]
+            if isinstance(entry, (str, os.PathLike)):
+                return str(entry)
+    return f"{type(ds).__name__} item {i} under {getattr(ds, 'root', '?')}"
+
+
+def _item(ds: Any, i: int) -> Any:
+    """``ds[i]``; a damaged image or file raises DataFileError naming it (PIL raises many types)."""
+    try:
+        return ds[i]
+    except Exception as err:  # noqa: BLE001 - whatever a damaged file makes torchvision or PIL raise
+        raise DataFileError(f"{_item_name(ds, i)} cannot be read (a damaged image?): {one_line(err)}") from err
 
 
 def _label_list(ds: Any) -> list | None:
@@ -294,17 +314,19 @@ def _labels_of(plan: Plan, ds: Any, cache: Path, key: str) -> np.ndarray:
     values = LABEL_READERS[plan.name](ds) if plan.name in LABEL_READERS else _label_list(ds)
     if values is not None and len(ds):
         for i in (0, len(ds) - 1):
-            target = ds[i][1]
+            target = _item(ds, i)[1]
             if not (target is None and values[i] is None) and (target is None or int(target) != values[i]):
                 values = None
                 break
     if values is None:  # read every item once (decodes it) and keep the result in the cache
         path = cache / f"{key}_labels.npy"
         try:
-            return np.load(path)
-        except (OSError, ValueError):
-            pass
-        values = [ds[i][1] for i in range(len(ds))]
+            cached = np.load(path)
+            if cached.dtype == np.int64 and cached.shape == (len(ds),):
+                return cached
+        except (OSError, ValueError, EOFError):
+            pass  # missing or damaged: read again
+        values = [_item(ds, i)[1] for i in range(len(ds))]
         labels = np.array([-1 if v is None else int(v) for v in values], dtype=np.int64)
         atomic_write(path, lambda f: np.save(f, labels), binary=True)
         return labels
@@ -324,7 +346,7 @@ def _array_images(ds: Any) -> np.ndarray | None:
         data = data.numpy()
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or len(data) != len(ds) or len(ds) == 0:
         return None
-    first = ds[0][0]
+    first = _item(ds, 0)[0]
     item = to_uint8_chw(first, "L" if _is_grey(first) else "RGB").numpy()
     if data.ndim == 3:
         candidates = [data[:, None]]
@@ -374,7 +396,7 @@ def _open(plan: Plan, root: Path, needed: list[Any], download: bool, kwargs: dic
     """Construct every needed torchvision split from the first base folder that holds the set; returns the base,
     {value: dataset} and what torchvision read (files and listed folders)."""
     title = plan.name
-    failures: list[str] = []
+    failures: list[tuple[Path, BaseException, Path | None]] = []
     bases = [root, root / "image"]
     if download:
         if not plan.has_download:
@@ -394,26 +416,43 @@ def _open(plan: Plan, root: Path, needed: list[Any], download: bool, kwargs: dic
             except ImportError as err:
                 raise ConfigError(f"{title} needs the package '{err.name}': pip install {err.name}"
                                   if err.name else f"{title}: {err}") from err
-            except (ValueError, TypeError) as err:  # a bad pass-through option
-                raise ConfigError(f"{title}: {' '.join(str(err).split())}") from err
-            except (RuntimeError, OSError) as err:
-                failures.append(" ".join(str(err).split()))
+            except (ValueError, TypeError) as err:
+                if kwargs:  # a bad pass-through option
+                    raise ConfigError(f"{title}: {' '.join(str(err).split())}") from err
+                failures.append((base, err, reads.last_under(base)))  # no option given: the files are damaged
+                continue
+            except Exception as err:  # noqa: BLE001 - a damaged copy raises anything (AssertionError on an IDX header)
+                failures.append((base, err, reads.last_under(base)))
                 continue
             found = {needed[0]: first}
             for value in needed[1:]:
                 try:
                     found[value] = _construct(plan, base, value, False, kwargs)
-                except (RuntimeError, OSError) as err:
-                    raise DataNotFoundError(f"{title} under {base} is incomplete: its {value!r} split failed: "
-                                            f"{' '.join(str(err).split())}") from err
+                except Exception as err:  # noqa: BLE001 - as above
+                    last = reads.last_under(base)
+                    where = f" (last file read: {last})" if last else ""
+                    split = next((k for k, v in plan.splits.items() if v == value and k != "all"), value)
+                    raise DataFileError(f"{title} under {base} is incomplete or corrupt: its {split!r} split failed"
+                                        f"{where}: {one_line(err)}") from err
         return base, found, reads
+    broken = [f for f in failures if not _absent(f[1])]
+    if broken:
+        base, err, last = broken[0]
+        where = f" (last file read: {last})" if last else ""
+        raise DataFileError(f"{title} under {base} is incomplete or corrupt{where}: {one_line(err)}")
+    failures_text = [" ".join(str(err).split()) for _, err, _ in failures]
     where = getattr(plan.cls, "base_folder", None)
     if issubclass(plan.cls, torchvision.datasets.MNIST):
         where = f"{title}/raw"
     layout = f"{title}'s torchvision layout" + (f" ({where}/)" if isinstance(where, str) else "")
-    hint = f" (torchvision: {failures[0]})" if failures else ""
+    hint = f" (torchvision: {failures_text[0]})" if failures_text else ""
     raise DataNotFoundError(f"{title} not found: looked for {layout} under {root} and {root / 'image'}{hint}. "
                             f"Pass --download to fetch it, or point --data-dir / SSLBENCH_DATA at a folder holding it.")
+
+
+def _absent(err: BaseException) -> bool:
+    """Whether torchvision's error says the set is not there (rather than there but damaged)."""
+    return isinstance(err, FileNotFoundError) or "not found" in str(err).lower()
 
 
 def _fingerprint_reads(base: Path, reads: set[Path], lazy: bool) -> tuple[str, str]:
@@ -473,12 +512,16 @@ def _lazy_stats(ds: Any, indices: Sequence[int], cache: Path) -> dict[str, Any]:
     """Mode, sizes and mean/std of a seeded sample of a lazily read split (cached by fingerprint)."""
     path = cache / "stats.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
+        stats = json.loads(path.read_text())
+        if (isinstance(stats, dict) and stats.get("mode") in ("L", "RGB") and stats.get("shapes")
+                and all(isinstance(s, list) and len(s) == 2 for s in stats["shapes"])
+                and len(stats.get("mean", ())) == len(stats.get("std", ())) == (1 if stats["mode"] == "L" else 3)):
+            return stats
+    except (OSError, ValueError, TypeError):
+        pass  # missing or damaged: measure again
     sample = _sample(ds, STATS_SAMPLES) if indices is None else sorted(
         np.asarray(indices)[_sample(range(len(indices)), STATS_SAMPLES)].tolist())
-    images = [ds[i][0] for i in sample]
+    images = [_item(ds, i)[0] for i in sample]
     mode = "L" if all(_is_grey(im) for im in images) else "RGB"
     counts, shapes = None, []
     for im in images:
@@ -496,13 +539,13 @@ def _decode_all(ds: Any, mode: str, shape: tuple[int, ...], cache: Path, key: st
     path = cache / f"{key}_images.npy"
     try:
         images = np.load(path)
-        if images.shape[0] == len(ds):
+        if images.dtype == np.uint8 and images.shape == (len(ds), *shape):
             return images
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError, EOFError):
+        pass  # missing or damaged: decode again
     images = np.empty((len(ds), *shape), dtype=np.uint8)
     for i in range(len(ds)):
-        t = to_uint8_chw(ds[i][0], mode)
+        t = to_uint8_chw(_item(ds, i)[0], mode)
         if tuple(t.shape) != shape:
             return None
         images[i] = t.numpy()

@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,12 @@ def run_point_process(spec: dict[str, Any], env: dict[str, str] | None = None) -
     ``env`` is added to this process's environment. A child killed by SIGKILL (the kernel's
     OOM killer) counts as out of memory.
     """
+    from ..registry import python_module_command
     from .point import RESULT_MARK
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "sslbench.profiling.point"], input=json.dumps(spec),
+    # not `python -m` as such: that imports a rich.py or torch.py from the working directory first
+    proc = subprocess.run(python_module_command("sslbench.profiling.point", env), input=json.dumps(spec),
                           capture_output=True, text=True, env=env)
     lines = [json.loads(ln[len(RESULT_MARK):]) for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARK)]
     setup = next((d for d in lines if d.get("kind") == "setup"), {})

@@ -6,6 +6,10 @@ already leaves out the seed). Only ``ok`` runs are aggregated; the others are co
 per group. :func:`records_frame` and :func:`aggregate` are the layer the table, the
 reference numbers, the plots and the regression gate are built on.
 
+Two records of one comparability group with the same seed are one measurement made twice
+(a run repeated, a record copied under a new run id), not two seeds: :func:`one_per_measurement`
+keeps the newest (by ``created``) and :func:`records_frame` counts only that one.
+
 A group's interval is the Student-t interval of its mean over pretraining seeds (n >= 2).
 With a single pretraining seed, a metric that carries within-run repetitions (``per_seed`` /
 ``std`` / ``n`` in the record: probe seeds, few-shot subsets) gets the t-interval of those
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .records import created_key
 from .stats import ci95_halfwidth
 
 GROUP_KEY: tuple[str, ...] = (
@@ -186,12 +191,57 @@ def _record_rows(rec: dict[str, Any], timing: bool = False) -> list[dict[str, An
     return rows
 
 
+def measurement_key(rec: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The record's :data:`GROUP_KEY` values and its seed; None without a seed (then it repeats nothing)."""
+    seed = rec.get("seed")
+    if is_missing(seed):
+        return None
+    method = rec.get("method") or {}
+    suite = rec.get("suite") or {}
+    key = tuple(None if is_missing(v) else v for v in (
+        method_label(method), method.get("version"), suite.get("name"), suite.get("version"),
+        suite.get("data_fingerprint"), rec.get("config_hash"), seed))
+    try:
+        hash(key)
+    except TypeError:  # a hand-edited record with a list where a value belongs: compared with nothing
+        return None
+    return key
+
+
+def one_per_measurement(
+    records: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Records with one record per measurement (comparability group and seed), in their order.
+
+    Of the records that repeat a measurement the newest by ``created`` is kept, whatever its
+    status (a seed run again after it failed counts as the rerun). Returns (kept, dropped) with
+    dropped a list of (dropped record, the record kept in its place).
+    """
+    newest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rec in records:
+        key = measurement_key(rec)
+        if key is not None and (key not in newest or created_key(rec) >= created_key(newest[key])):
+            newest[key] = rec
+    kept, dropped = [], []
+    for rec in records:
+        key = measurement_key(rec)
+        if key is None or newest[key] is rec:
+            kept.append(rec)
+        else:
+            dropped.append((rec, newest[key]))
+    return kept, dropped
+
+
 def records_frame(records: list[dict[str, Any]], timing: bool = False) -> pd.DataFrame:
     """One row per (record, metric); a record without metrics gives one row with metric None.
+
+    A measurement made twice (same comparability group and seed) counts once: only the newest
+    of its records is in the frame (:func:`one_per_measurement`).
 
     ``timing=True`` also turns the record's ``timing`` fields of :data:`TIMING_METRICS` into
     metrics named ``timing.<field>`` (unless the record has a metric of that name).
     """
+    records, _ = one_per_measurement(records)
     rows = [row for rec in records for row in _record_rows(rec, timing)]
     # object columns keep ints (versions, seeds) as ints even when some records lack them
     data = {

@@ -63,6 +63,12 @@ one seed on one side it still uses the other side's spread (same suite, config a
 class, so equal variances is the natural assumption). With 2 + 2 seeds it is conservative
 (t_0.975(2) = 4.3); the absolute/relative threshold is what catches the large drops.
 
+A current run that is not ``ok`` (diverged, failed, interrupted) of a (suite, method) the
+baseline has is reported as ``not ok``, naming the run, its status and its error, and fails the
+gate when a rule covers one of that pair's entries: a run that produced no numbers (or NaN) must
+not pass as "missing". Of the records of one measurement (group and seed) only the newest counts
+(:func:`.frame.one_per_measurement`), so a seed run again after it failed is judged by the rerun.
+
 Entries with no current group are reported as ``missing`` and never fail. Entries whose
 (suite, method, metric) has only current groups with another key are ``not comparable``:
 reported, never counted as a pass, and a failure when a rule covers them. Current groups
@@ -84,7 +90,7 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..errors import SSLBenchError
-from .frame import aggregate, is_missing, records_frame, short_id, sort_key
+from .frame import aggregate, is_missing, method_label, one_per_measurement, records_frame, short_id, sort_key
 from .records import write_json
 from .stats import diff_ci95_halfwidth
 from .table import Table
@@ -257,7 +263,8 @@ class Finding:
     """One baseline entry (or one new current group) and what the gate made of it.
 
     ``status``: "pass", "within noise" (beyond a threshold but not beyond the seed spread),
-    "regression", "not comparable", "missing", "unchecked" (no rule covers it) or "new".
+    "regression", "not comparable", "missing", "unchecked" (no rule covers it), "new", or "not ok"
+    (a current run of a baselined suite and method that did not finish ok; ``metric`` is empty).
     """
 
     status: str
@@ -280,12 +287,13 @@ class Finding:
 
     @property
     def failed(self) -> bool:
-        return self.status == "regression" or (self.status == "not comparable" and self.covered)
+        return self.status == "regression" or (self.status in ("not comparable", "not ok") and self.covered)
 
     @property
     def where(self) -> str:
         version = f" v{self.suite_version}" if self.suite_version is not None else ""
-        return f"{self.suite}{version} / {self.method} / {self.metric}"
+        metric = f" / {self.metric}" if self.metric else ""
+        return f"{self.suite}{version} / {self.method}{metric}"
 
     def message(self) -> str:
         """One line; for a regression: suite, method, metric, baseline, current, drop, threshold."""
@@ -359,6 +367,7 @@ def compare_to_baseline(
         return [i for i in cur.index if cur.at[i, "suite"] == e["suite"] and cur.at[i, "method"] == e["method"]
                 and cur.at[i, "metric"] == e["metric"]]
 
+    not_ok = _not_ok_findings(records, entries, fails)
     matched: set[int] = set()
     exact: list[int | None] = []
     for e in entries:
@@ -378,7 +387,9 @@ def compare_to_baseline(
         if hit is None:
             others = [i for i in same_name(e) if i not in matched]
             if not others:
-                base.status, base.detail = "missing", f"no current record (baseline n={base.n_baseline})"
+                bad = [f for f in not_ok if (f.suite, f.method) == (e["suite"], e["method"])]
+                what = f"no ok current record ({len(bad)} not ok)" if bad else "no current record"
+                base.status, base.detail = "missing", f"{what} (baseline n={base.n_baseline})"
             else:
                 base.status = "not comparable"
                 base.detail = "; ".join(_differences(e, cur.loc[i]) for i in others)
@@ -421,6 +432,7 @@ def compare_to_baseline(
             base.threshold, base.rule = rules[0].limit(base.baseline), rules[0].text
         report.findings.append(base)
 
+    report.findings.extend(not_ok)
     in_baseline = {(e["suite"], e["method"], e["metric"]) for e in entries}
     for i in cur.index:
         if i in matched or (cur.at[i, "suite"], cur.at[i, "method"], cur.at[i, "metric"]) in in_baseline:
@@ -431,6 +443,31 @@ def compare_to_baseline(
             current=float(cur.at[i, "mean"]), n_current=int(cur.at[i, "n"]), detail="not in the baseline",
         ))
     return report
+
+
+def _not_ok_findings(
+    records: list[dict[str, Any]], entries: list[dict[str, Any]], fails: list[FailRule]
+) -> list[Finding]:
+    """One "not ok" finding per current run (newest of its measurement) that did not finish ok and
+    whose (suite, method) the baseline has; covered when a rule covers one of that pair's entries."""
+    pairs: dict[tuple[Any, Any], list[FailRule]] = {}
+    for e in entries:
+        rules = pairs.setdefault((e["suite"], e["method"]), [])
+        rules.extend(r for r in fails if r.matches(str(e["metric"])) and r not in rules)
+    found = []
+    for rec in one_per_measurement(records)[0]:
+        status = rec.get("status", "ok")
+        suite = rec.get("suite") or {}
+        pair = (suite.get("name"), method_label(rec.get("method") or {}))
+        if status == "ok" or pair not in pairs:
+            continue
+        error = " ".join(str(rec.get("error") or "").split())
+        found.append(Finding(
+            status="not ok", suite=pair[0], suite_version=_clean(suite.get("version")), method=pair[1], metric="",
+            covered=bool(pairs[pair]), rule=", ".join(r.text for r in pairs[pair]) or None,
+            detail=f"run {rec.get('run_id')} {status}" + (f": {error}" if error else " (no error recorded)"),
+        ))
+    return sorted(found, key=lambda f: (str(f.suite), str(f.method), f.detail))
 
 
 def _float(v: Any) -> float | None:
@@ -468,7 +505,7 @@ def gate_table(report: GateReport, only_covered: bool = False) -> Table:
         if f.detail and f.status not in ("missing", "new"):
             verdict += f": {f.detail}"
         version = f" v{f.suite_version}" if f.suite_version is not None else ""
-        rows.append([f.method, f"{f.suite}{version}", f.metric, base, cur, change, verdict])
+        rows.append([f.method, f"{f.suite}{version}", f.metric or "(run)", base, cur, change, verdict])
     frame = pd.DataFrame(rows, columns=["method", "suite", "metric", "baseline", "current", "change", "verdict"])
     frame = frame.set_index("method")
     notes = [f"baseline {report.baseline_path} (hardware class {report.hardware_class or 'unknown'})"]

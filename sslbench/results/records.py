@@ -28,7 +28,11 @@ Schema (``schema_version`` 1)::
 from __future__ import annotations
 
 import json
+import math
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +103,23 @@ def save_record(record: RunRecord, out_dir: Path) -> Path:
     return write_json(Path(out_dir) / f"{record.run_id}.json", record.to_dict())
 
 
-def load_records(paths: list[Path] | tuple[Path, ...]) -> list[dict[str, Any]]:
+def load_records(
+    paths: list[Path] | tuple[Path, ...], warn: Callable[[str], Any] | None = None
+) -> list[dict[str, Any]]:
     """Load every record JSON under the given files or folders (recursively).
 
-    Skips temporary files and files that are not sslbench records (no ``schema_version``
-    or ``run_id``); a corrupt JSON file raises with its path.
+    * Temporary files (``.name``) and JSON that is not an sslbench record (no ``schema_version``
+      and ``run_id``) are passed over silently.
+    * A record of another ``schema_version`` raises :class:`SSLBenchError` naming the file, its
+      version and :data:`SCHEMA_VERSION` (it would be read with the wrong meaning).
+    * A file that cannot be read, is not JSON (a torn write, binary junk) or is not a well-formed
+      record is skipped with one ``warn`` line naming it (default: :func:`warnings.warn`).
+    * Several files with one ``run_id`` (a copied folder) are one run: the newest by ``created``
+      is kept and one ``warn`` line says how many were dropped.
+
+    Each record gets ``_path`` (the file it was read from).
     """
+    warn = warn or _python_warning
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -114,13 +129,77 @@ def load_records(paths: list[Path] | tuple[Path, ...]) -> list[dict[str, Any]]:
             files.append(p)
         else:
             raise SSLBenchError(f"No such record file or folder: '{p}'")
-    out = []
+    out: list[dict[str, Any]] = []
     for f in files:
         try:
-            data = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise SSLBenchError(f"Corrupt record '{f}': {e}") from e
-        if isinstance(data, dict) and "schema_version" in data and "run_id" in data:
-            data["_path"] = str(f)
-            out.append(data)
-    return out
+            data = json.loads(f.read_bytes().decode("utf-8"))
+        except OSError as e:
+            warn(f"skipped '{f}': cannot read it ({e.strerror or type(e).__name__})")
+            continue
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            warn(f"skipped '{f}': not JSON, torn or corrupt ({_one_line(e)})")
+            continue
+        if not isinstance(data, dict) or "schema_version" not in data or "run_id" not in data:
+            continue  # some other JSON file (a baseline, a profile table): not a record
+        version = data["schema_version"]
+        if version != SCHEMA_VERSION or isinstance(version, bool):
+            raise SSLBenchError(f"Record '{f}' has schema_version {version!r}; this sslbench reads "
+                                f"schema_version {SCHEMA_VERSION} only")
+        problem = record_problem(data)
+        if problem:
+            warn(f"skipped '{f}': not a valid sslbench record ({problem})")
+            continue
+        data["_path"] = str(f)
+        out.append(data)
+    return _one_per_run_id(out, warn)
+
+
+def record_problem(data: dict[str, Any]) -> str | None:
+    """What makes ``data`` unusable as a record (wrong types of the fields compare reads), or None."""
+    if not isinstance(data.get("run_id"), str) or not data["run_id"]:
+        return "run_id is not a non-empty string"
+    if data.get("status", "ok") not in STATUSES:
+        return f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}"
+    for key in ("method", "suite", "metrics", "timing", "code", "hardware"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            return f"{key} is not a mapping"
+    for name, metric in (data.get("metrics") or {}).items():
+        value = metric.get("value") if isinstance(metric, dict) else metric
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"metric {name} has a value that is not a number"
+    return None
+
+
+def created_key(record: dict[str, Any]) -> tuple[float, str]:
+    """Sort key of a record's ``created`` time (ISO 8601): older first, records without one first."""
+    text = record.get("created")
+    try:
+        when = datetime.fromisoformat(str(text))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.timestamp(), str(record.get("_path") or record.get("run_id") or "")
+    except (TypeError, ValueError):
+        return -math.inf, str(record.get("_path") or record.get("run_id") or "")
+
+
+def _one_per_run_id(records: list[dict[str, Any]], warn: Callable[[str], Any]) -> list[dict[str, Any]]:
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_id.setdefault(rec["run_id"], []).append(rec)
+    kept = {run_id: max(recs, key=created_key) for run_id, recs in by_id.items()}
+    dropped = [rec for rec in records if kept[rec["run_id"]] is not rec]
+    if dropped:
+        ids = sorted({rec["run_id"] for rec in dropped})
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        noun = "record" if len(dropped) == 1 else "records"
+        warn(f"dropped {len(dropped)} duplicate {noun} (a run id read from more than one file; kept the "
+             f"newest by created): {shown}")
+    return [rec for rec in records if kept[rec["run_id"]] is rec]
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _python_warning(message: str) -> None:
+    warnings.warn(message, stacklevel=3)

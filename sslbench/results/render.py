@@ -1,8 +1,17 @@
-"""Render comparison tables: rich (terminal), GitHub markdown, CSV, HTML."""
+"""Render comparison tables: rich (terminal), GitHub markdown, CSV, HTML.
+
+``render_table(..., "html")`` gives one table as an HTML fragment; :func:`html_document` puts such
+fragments, message lines and PNG plots (inlined as base64 ``data:`` URIs) into one complete,
+standalone HTML5 document (doctype, ``<head>`` with charset, title and inline styles, ``<body>``):
+what ``compare --format html`` writes.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SSLBenchError
@@ -79,3 +88,42 @@ def to_html(table: Table, title: str | None = None) -> str:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
         body += f'\n<ul class="notes">{items}</ul>'
     return head + body + "\n"
+
+
+HTML_STYLE = """\
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em; color: #1f2328; }
+h3 { font-size: 1.1em; margin: 1.5em 0 0.4em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #d0d7de; padding: 0.3em 0.6em; }
+thead th { background: #f6f8fa; }
+tbody th { text-align: left; font-weight: 600; }
+td { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+ul.notes, ul.messages { font-size: 0.85em; color: #57606a; }
+ul.messages { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85em; color: #57606a; }
+"""
+
+
+def html_messages(lines: Iterable[str]) -> str:
+    """Message lines ("plot: ...", "gate passed: ...") as an escaped list."""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<ul class="messages">{items}</ul>\n' if items else ""
+
+
+def html_figure(png: str | Path) -> str:
+    """A PNG file inlined as a ``data:`` URI (the document stays one file), its path as the caption."""
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    name = html.escape(Path(png).name, quote=True)
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{name}">'
+            f"<figcaption>{html.escape(str(png))}</figcaption></figure>\n")
+
+
+def html_document(parts: Iterable[str], title: str = "sslbench compare") -> str:
+    """A complete HTML5 document around body ``parts`` (fragments of :func:`to_html`,
+    :func:`html_messages`, :func:`html_figure`): doctype, charset, title, inline styles."""
+    body = "".join(part if part.endswith("\n") else part + "\n" for part in parts)
+    head = (f'<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{html.escape(title)}</title>\n<style>\n{HTML_STYLE}</style>\n")
+    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}</head>\n<body>\n{body}</body>\n</html>\n'

@@ -23,7 +23,16 @@ from typing import Any
 import pandas as pd
 
 from ..errors import SSLBenchError
-from .frame import aggregate, is_missing, records_frame, short_id, sort_key, status_text
+from .frame import (
+    aggregate,
+    is_missing,
+    method_label,
+    one_per_measurement,
+    records_frame,
+    short_id,
+    sort_key,
+    status_text,
+)
 from .stats import different
 
 DAGGER = "†"
@@ -128,6 +137,29 @@ def not_ok_notes(df: pd.DataFrame) -> list[str]:
     return notes
 
 
+def repeat_notes(dropped: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """Say which measurements (group and seed) had several records and were counted once.
+
+    ``dropped`` is the second value of :func:`.frame.one_per_measurement`: summary line, then one
+    line per measurement with the run id kept.
+    """
+    if not dropped:
+        return []
+    per_kept: dict[int, tuple[dict[str, Any], int]] = {}
+    for _, kept in dropped:
+        per_kept[id(kept)] = (kept, per_kept.get(id(kept), (kept, 1))[1] + 1)
+    n = len(per_kept)
+    noun = "measurement was" if n == 1 else "measurements were"
+    notes = [f"{n} {noun} recorded more than once (same method, suite, config hash and seed): "
+             f"counted once, the newest record kept, {len(dropped)} dropped"]
+    lines = []
+    for kept, count in per_kept.values():
+        suite = (kept.get("suite") or {}).get("name")
+        lines.append(f"  {method_label(kept.get('method') or {})} on {suite} [cfg {short_id(kept.get('config_hash'))}] "
+                     f"seed {kept.get('seed')}: {count} records, kept {kept.get('run_id')}")
+    return notes + sorted(lines)
+
+
 def mark_significant(agg: pd.DataFrame) -> pd.Series:
     """Per column, True for entries whose interval does not overlap the best entry's (:func:`.stats.different`).
 
@@ -169,7 +201,7 @@ def comparison_table(
     row or column, a ``†`` and a note; runs that are not ok are counted in the notes.
     """
     df = records_frame(records)
-    notes = not_ok_notes(df)
+    notes = not_ok_notes(df) + repeat_notes(one_per_measurement(records)[1])
     agg = aggregate(df)
     if agg.empty:
         return Table(pd.DataFrame(index=pd.Index([], name="method")), ["no ok runs to compare", *notes])
