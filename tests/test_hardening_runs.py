@@ -225,3 +225,17 @@ def test_a_failed_record_write_keeps_the_record_store(tmp_path: Path, monkeypatc
         atomic.atomic_write_text(store / "b.json", '{"ok": 2}')
     assert sorted(p.name for p in store.iterdir()) == ["a.json"]
     assert (store / "a.json").read_text() == '{"ok": 1}'
+
+
+def test_names_that_become_paths_cannot_climb_out_of_out(tmp_path: Path):
+    """A plugin method or a suite named with '../' or an absolute path still writes under --out."""
+    from sslbench.build import RunOptions, new_run_id
+    from sslbench.config import RunConfig
+    from sslbench.runner import work_dir
+
+    for name in ("../../evil", "/etc/evil", "..", "a/../../b"):
+        cfg = RunConfig(method=name, suite=name, seed=0)
+        run_id = new_run_id(cfg)
+        assert "/" not in run_id and not run_id.startswith(".")
+        wdir = work_dir(RunOptions(out_dir=tmp_path), cfg, "h")
+        assert wdir.resolve().parent == (tmp_path / ".work").resolve()

@@ -100,6 +100,8 @@ def save_record(record: RunRecord, out_dir: Path) -> Path:
     """Save ``record`` as ``out_dir/<run_id>.json`` atomically; run ids are unique."""
     if record.status not in STATUSES:
         raise ValueError(f"status {record.status!r} is not one of {STATUSES}")
+    if Path(record.run_id).name != record.run_id or record.run_id.startswith("."):
+        raise ValueError(f"run id {record.run_id!r} is not a plain file name")  # never write outside out_dir
     return write_json(Path(out_dir) / f"{record.run_id}.json", record.to_dict())
 
 
