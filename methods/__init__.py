@@ -7,4 +7,5 @@ BUILTINS = {
     "baseline": "sslbench_methods.floors:Floor",
     "dgi": "sslbench_methods.dgi:DGI",
     "grace": "sslbench_methods.grace:GRACE",
+    "scl": "sslbench_methods.scl:SCL",
 }

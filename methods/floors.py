@@ -1,7 +1,10 @@
 """Floors for the tables: no self-supervised pretraining at all.
 
 - ``baseline.random``: the suite's encoder at its random initialisation (seeded by the
-  run seed); the frozen features are the encoder's output.
+  run seed), also when the encoder comes pretrained (MiniLM is re-initialised); the frozen
+  features are the encoder's output.
+- ``baseline.frozen``: the suite's encoder as built, pretrained weights included, frozen: the row
+  "what the encoder already knew" of every table whose encoder comes pretrained (text).
 - ``baseline.pixels``: the inputs themselves as features (``Modality.raw_features``): for images the
   pixels, flattened (the evaluation view: scaled to [0, 1] and normalised with the data set's mean and
   std), C*H*W features; for a graph the raw node features X (N x F, row-normalised as loaded); the
@@ -39,7 +42,7 @@ from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
 
 
-@register_method("baseline", variants={"random": dict(), "pixels": dict(pixels=True)})
+@register_method("baseline", variants={"random": dict(), "pixels": dict(pixels=True), "frozen": dict(pretrained=True)})
 class Floor(Method):
     modality = "any"
     version = 1
@@ -47,8 +50,11 @@ class Floor(Method):
     @dataclass
     class Config(Method.Config):
         pixels: bool = False  # features = flattened pixels instead of the (random) encoder's output
+        pretrained: bool = False  # keep a pretrained encoder's weights (baseline.frozen) instead of re-initialising
 
     def setup(self) -> None:
+        if getattr(self.encoder, "pretrained", False) and not self.cfg.pretrained:
+            self.encoder.reinitialize()  # the floor is the architecture at random init
         if self.cfg.pixels:
             self.feature_dim = self.modality_plugin.raw_feature_dim(self.data)
         self._warned = False

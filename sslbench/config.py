@@ -87,7 +87,7 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
 LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,
-                                 "dataset.pretrain_split": None}
+                                 "dataset.pretrain_split": None, "method_options.pretrained": False}
 
 
 def to_dict(cfg: Any) -> Any:

@@ -110,9 +110,11 @@ def get_modality(name: str):
 
 
 # modules whose decorators register the built-in data sets and encoders
-BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph")
-BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets")
-BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph")
+BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph", "sslbench.modalities.text")
+BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets",
+                           "sslbench.data.text")
+BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph",
+                           "sslbench.components.encoders.text")
 
 BUILTIN_PROTOCOLS = {
     "linear": "sslbench.protocols.linear:LinearProbe",

@@ -1,4 +1,5 @@
-"""Contrastive losses. One InfoNCE serves in-batch (SimCLR), queue (MoCo) and bank (InstDisc) negatives.
+"""Contrastive losses. One InfoNCE serves in-batch (SimCLR), queue (MoCo) and bank (InstDisc) negatives;
+its many-positive form (:func:`supcon`) serves labels (SupCon, SCL).
 
 InfoNCE (Oord et al. 2018, arXiv 1807.03748), in the form used by SimCLR's NT-Xent
 (Chen et al. 2020, arXiv 2002.05709, Eq. 1) and MoCo (He et al. 2019, Eq. 1)::
@@ -75,6 +76,75 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     with one positive and 2N - 2 in-batch negatives; the loss is the mean over all 2N.
     """
     return 0.5 * (info_nce(z1, z2, temperature=temperature) + info_nce(z2, z1, temperature=temperature))
+
+
+# ---------------------------------------------------------------- many positives per anchor (SupCon, SCL)
+
+
+def multi_positive_nll(logits: torch.Tensor, pos_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoNCE with any number of positives per anchor: the mean over an anchor's positives of -log softmax.
+
+    logits:   N x C similarities already divided by the temperature; candidates an anchor must not be
+              compared with (itself) hold -inf and are out of every denominator
+    pos_mask: N x C bool, True where column c is a positive of anchor i (never a -inf column)
+    returns:  (N losses, N bool ``has_pos``); an anchor without a positive has loss 0 and has_pos False
+
+    With exactly one positive per row this is ``F.cross_entropy(logits, target, reduction="none")``, the
+    single-positive form :func:`info_nce` uses.
+    """
+    log_prob = torch.log_softmax(logits, dim=1)
+    # where(), not pos_mask * log_prob: 0 * -inf on the masked self column would be nan
+    picked = torch.where(pos_mask, log_prob, torch.zeros((), dtype=log_prob.dtype, device=log_prob.device))
+    count = pos_mask.sum(1)
+    has_pos = count > 0
+    return -picked.sum(1) / count.clamp_min(1).to(log_prob.dtype), has_pos
+
+
+def supcon(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Supervised contrastive loss, L^sup_out (Khosla et al. 2020, arXiv 2004.11362, Eq. 2).
+
+    z:       N x D embeddings (every view of every sample as its own row; normalised here unless
+             ``normalize`` is False, then they must already be unit length)
+    labels:  int N; the positives of anchor i are all j != i with labels[j] == labels[i]
+    returns: reduction "mean": scalar, the mean over anchors that have at least one positive;
+             "sum": scalar, the sum over all anchors; "none": N losses (0 for anchors without a positive)
+
+    Per anchor i, with P(i) its positives and A(i) every other row (the anchor is in neither)::
+
+        l_i = -1/|P(i)| sum_{p in P(i)} log  exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t)
+
+    Eq. 2 sums l_i over all anchors and leaves |P(i)| = 0 undefined; here such an anchor contributes
+    0 and, under "mean", is left out of the count as well (pytorch-metric-learning's ``SupConLoss``
+    does the same through its non-zero average), so a class of one in the batch changes nothing.
+    If no anchor has a positive the mean is 0 (connected to z, so backward still works).
+
+    The logits are built as :func:`info_nce` builds its in-batch ones (1/t folded into the N x D
+    anchors, the self column masked with -inf); with two views of N samples labelled 0..N-1 each
+    anchor has one positive and this is NT-Xent (:func:`nt_xent`).
+    """
+    if z.dim() != 2 or labels.dim() != 1 or labels.shape[0] != z.shape[0]:
+        raise ValueError(f"supcon: z must be N x D and labels N, got {tuple(z.shape)} and {tuple(labels.shape)}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"supcon: reduction must be mean, sum or none, got {reduction!r}")
+    if normalize:
+        z = F.normalize(z, dim=-1)
+    n = z.shape[0]
+    logits = (z / temperature) @ z.T
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    pos_mask = (labels[:, None] == labels[None, :]) & ~eye
+    losses, has_pos = multi_positive_nll(logits, pos_mask)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / has_pos.sum().clamp_min(1).to(losses.dtype)
 
 
 def info_nce_logit_bytes(batch: int, num_candidates: int, dtype_bytes: int = 4, calls: int = 1) -> int:
