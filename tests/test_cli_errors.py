@@ -17,7 +17,7 @@ def _one_error_line(proc) -> str:
 def test_unknown_method_suggests(tmp_path: Path):
     p = run_cli("run", "simclrr", "--out", str(tmp_path))
     assert p.returncode == 2
-    assert "Unknown method 'simclrr'. Did you mean: simclr?" in _one_error_line(p)
+    assert "Unknown method 'simclrr'. Did you mean: simclr" in _one_error_line(p)
     assert not list(tmp_path.glob("*.json"))
 
 

@@ -286,7 +286,7 @@ def test_baseline_method():
     from sslbench.plugins import load_method_class
 
     cls = load_method_class("baseline")
-    assert set(cls.variants) == {"random", "pixels"} and cls.modality == "any"
+    assert set(cls.variants) == {"random", "pixels", "frozen"} and cls.modality == "any"
     info = DataInfo(name="digits", modality="image", num_classes=10, classes=list("0123456789"), channels=1,
                     image_size=8, mean=(0.5,), std=(0.25,))
     encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())

@@ -68,7 +68,7 @@ CASES = [
     # suite files not validated
     Case("suite-without-dataset", _suite_run("nodata"), 2, "names no data set",
          setup=_suite("nodata", "suite: nodata\nversion: 1\npretrain: {epochs: 1}\n"), absent=NOTHING),
-    Case("suite-method-typo", _suite_run("typo"), 2, "typo.yaml:4: Unknown method 'simclrr'. Did you mean: simclr?",
+    Case("suite-method-typo", _suite_run("typo"), 2, "typo.yaml:4: Unknown method 'simclrr'. Did you mean: simclr",
          setup=_suite("typo", "include: digits-linear\nsuite: typo\nmethods:\n  simclrr: {temperature: 0.1}\n"),
          absent=NOTHING),
     Case("suite-protocols-mapping", _suite_run("pmap"), 2, "pmap.yaml:3: 'protocols' must be a list",
