@@ -33,17 +33,16 @@ trains a linear classifier on the pixels (``finetune_features``).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
-from sslbench.method import Batch, Method, StepOutput
+from sslbench.method import Method, NothingToPretrain
 from sslbench.plugins import register_method
 
 
 @register_method("baseline", variants={"random": dict(), "pixels": dict(pixels=True), "frozen": dict(pretrained=True)})
-class Floor(Method):
+class Floor(NothingToPretrain):
     modality = "any"
     version = 1
 
@@ -57,14 +56,6 @@ class Floor(Method):
             self.encoder.reinitialize()  # the floor is the architecture at random init
         if self.cfg.pixels:
             self.feature_dim = self.modality_plugin.raw_feature_dim(self.data)
-        self._warned = False
-
-    def training_step(self, batch: Batch) -> StepOutput:
-        if not self._warned:
-            warnings.warn("baseline methods have nothing to pretrain; run them with --set pretrain.epochs=0 "
-                          "(these steps leave the weights unchanged)", stacklevel=2)
-            self._warned = True
-        return StepOutput(loss=torch.zeros((), device=batch.index.device, requires_grad=True))
 
     @torch.no_grad()
     def embed(self, x) -> torch.Tensor:

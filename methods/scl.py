@@ -40,15 +40,15 @@ labels) from the protocol and hands them to :meth:`finetune_loss`.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from sslbench.components.losses import supcon
-from sslbench.method import Batch, Method, StepOutput
+from sslbench.method import Method, NothingToPretrain
 from sslbench.plugins import register_method
+from sslbench.validation import check, check_section, probability
 
 
 def scl_term(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -60,31 +60,17 @@ def scl_term(features: torch.Tensor, labels: torch.Tensor, temperature: float) -
 
 
 @register_method("scl", variants={"ce": dict(lam=0.0)})
-class SCL(Method):
+class SCL(NothingToPretrain):
     modality = "any"
     version = 1
 
     @dataclass
     class Config(Method.Config):
-        lam: float = 0.9  # weight of the SCL term, in [0, 1]; 0 is cross-entropy alone (scl.ce)
+        lam: float = field(default=0.9, metadata=check(probability, "a weight in [0, 1]"))  # 0: cross-entropy alone (scl.ce)
         temperature: float = 0.3  # tau > 0
 
     def setup(self) -> None:
-        from sslbench.errors import ConfigError
-
-        c = self.cfg
-        if not 0.0 <= float(c.lam) <= 1.0:
-            raise ConfigError(f"Bad value for 'method.lam': {c.lam}; a weight in [0, 1]")
-        if not float(c.temperature) > 0.0:
-            raise ConfigError(f"Bad value for 'method.temperature': {c.temperature}; above 0")
-        self._warned = False
-
-    def training_step(self, batch: Batch) -> StepOutput:
-        if not self._warned:
-            warnings.warn("scl is a fine-tuning objective with nothing to pretrain; run it with "
-                          "--set pretrain.epochs=0 (these steps leave the weights unchanged)", stacklevel=2)
-            self._warned = True
-        return StepOutput(loss=torch.zeros((), device=batch.index.device, requires_grad=True))
+        check_section(self.cfg, "method")  # lam in [0, 1], temperature > 0 (also when built outside a suite)
 
     def finetune_loss(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(1 - lam) * cross-entropy + lam * L_SCL on the batch's features (N x D) and labels (N)."""

@@ -111,3 +111,18 @@ class Method(nn.Module):
     def parameter_groups(self) -> list[dict]:
         """Optimiser parameter groups; by default every trainable parameter in one group."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+
+class NothingToPretrain(Method):
+    """Base of methods with nothing to pretrain (the floors, fine-tuning objectives such as SCL): run them with
+    ``--set pretrain.epochs=0``. A step taken anyway warns once and returns a zero loss that requires grad but
+    is connected to no parameter, so the optimiser leaves every weight (and BN statistic) as it is."""
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        if not getattr(self, "_warned", False):
+            import warnings
+
+            warnings.warn(f"{self.name or type(self).__name__} has nothing to pretrain; run it with --set "
+                          "pretrain.epochs=0 (these steps leave the weights unchanged)", stacklevel=2)
+            self._warned = True
+        return StepOutput(loss=torch.zeros((), device=batch.index.device, requires_grad=True))

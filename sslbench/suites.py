@@ -108,9 +108,9 @@ def build_run_config(method: str, suite: str, overrides: list[tuple[str, Any]] =
     validate_suite(data, where)
     cfg = RunConfig(method=method, suite=str(data["suite"]), suite_version=int(data.get("version", 1)),
                     modality=suite_modality(data, where), reference=data.get("reference"))
-    if cls.modality not in (cfg.modality, "any"):
-        raise SSLBenchError(f"Method '{method}' is for {cls.modality} data but suite '{cfg.suite}' is {cfg.modality}")
     modality = get_modality(cfg.modality)
+    if not modality.runs_method(cls):
+        raise SSLBenchError(f"Method '{method}' is for {cls.modality} data but suite '{cfg.suite}' is {cfg.modality}")
     cfg.views = modality.view_config() if modality.view_config else None
     cfg.method_config = cls.Config()
     if variant:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataNotFoundError
+from ..errors import ConfigError, DataNotFoundError
 
 
 class DataFileError(DataNotFoundError):
@@ -104,3 +105,21 @@ class Split:
     @property
     def in_memory(self) -> bool:
         return self.images is not None
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """A seeded class-stratified split for data sets without an official one (torchvision sets, SentEval).
+
+    Per class, a seeded permutation: round(test_fraction n) test items, the rest train; sorted indices."""
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"Bad value for 'dataset.options.test_fraction': {test_fraction!r}; must be in (0, 1)")
+    rng = np.random.default_rng(int(seed))
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(test_fraction * len(idx)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test)),
+            "all": np.arange(len(labels))}

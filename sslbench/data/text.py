@@ -31,7 +31,7 @@ import torch
 
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
-from .base import DataFileError, DataInfo, Split, one_line
+from .base import DataFileError, DataInfo, Split, one_line, stratified_split
 from .fingerprint import combine_fingerprints, files_fingerprint
 
 GLUE_URL = "https://gluebenchmark.com/tasks (zips: https://dl.fbaipublicfiles.com/glue/data/{zip})"
@@ -182,22 +182,6 @@ def read_rows(path: Path, task: TextTask) -> tuple[list[Any], list[int]]:
     return samples, labels
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Per class, a seeded permutation: round(test_fraction n) test items, the rest train; sorted indices."""
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"Bad value for 'dataset.options.test_fraction': {test_fraction!r}; must be in (0, 1)")
-    rng = np.random.default_rng(int(seed))
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test)),
-            "all": np.arange(len(labels))}
-
-
 def load_task(task: TextTask, root: Path, splits: Sequence[str], download: bool = False,
               **options: Any) -> tuple[DataInfo, dict[str, Split]]:
     """Read the task's files under ``root`` (see the module docstring) into ``{split: Split}``."""
@@ -253,4 +237,4 @@ for _task in TASKS:
 
 TASKS_BY_NAME = {t.name: t for t in TASKS}
 
-__all__ = ["TASKS", "TASKS_BY_NAME", "TextTask", "load_task", "read_rows", "stratified_split"]
+__all__ = ["TASKS", "TASKS_BY_NAME", "TextTask", "load_task", "read_rows"]

@@ -56,7 +56,7 @@ from torch.utils.data import Dataset
 from ..atomic import atomic_write, atomic_write_text
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
-from .base import DataFileError, DataInfo, Split, one_line
+from .base import DataFileError, DataInfo, Split, one_line, stratified_split
 from .fingerprint import combine_fingerprints, files_fingerprint, record_reads, tree_fingerprint
 from .image import _decoded_dir, check_splits
 
@@ -148,12 +148,30 @@ def _is_classification(cls: Any) -> bool:
 
 
 def _evaluate(node: ast.expr, cls: type) -> Any:
+    """The value of a ``valid_values`` expression in torchvision's source, without executing anything: a
+    literal, a module constant (``_SPLITS``), a class attribute (``self._SPLITS``, ``cls._SPLITS``), a call of
+    ``tuple``/``list``/``sorted`` or ``.keys()`` on one of those, or a tuple/list of them; anything else raises
+    ValueError (the class then offers no split names)."""
     try:
         return ast.literal_eval(node)
     except ValueError:
-        module = sys.modules[cls.__module__]
-        scope = {**vars(module), "self": cls}
-        return eval(compile(ast.Expression(node), f"<{cls.__name__} splits>", "eval"), scope)  # noqa: S307
+        pass
+    module = sys.modules[cls.__module__]
+    if isinstance(node, ast.Name) and hasattr(module, node.id):
+        return getattr(module, node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        owner = cls if node.value.id in ("self", "cls", cls.__name__) else getattr(module, node.value.id, None)
+        if owner is not None and hasattr(owner, node.attr):
+            return getattr(owner, node.attr)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return tuple(_evaluate(e, cls) for e in node.elts)
+    if isinstance(node, ast.Call) and not node.keywords:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("tuple", "list", "sorted") and len(node.args) == 1:
+            return tuple(_evaluate(node.args[0], cls))
+        if isinstance(func, ast.Attribute) and func.attr == "keys" and not node.args:
+            return tuple(_evaluate(func.value, cls))
+    raise ValueError(f"cannot read split names from {ast.dump(node)[:80]}")
 
 
 def split_values(cls: type) -> tuple[str, ...]:
@@ -175,7 +193,10 @@ def split_values(cls: type) -> tuple[str, ...]:
             arg = node.args[1] if len(node.args) > 1 else kw.get("arg")
             values = node.args[2] if len(node.args) > 2 else kw.get("valid_values")
             if isinstance(arg, ast.Constant) and arg.value == "split" and values is not None:
-                return tuple(str(v) for v in _evaluate(values, klass))
+                try:
+                    return tuple(str(v) for v in _evaluate(values, klass))
+                except (ValueError, TypeError):
+                    continue
     return ()
 
 
@@ -478,22 +499,6 @@ def _fingerprint_reads(base: Path, reads: set[Path], lazy: bool) -> tuple[str, s
     return combine_fingerprints(parts), source
 
 
-def _seeded_split(labels: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Per class, a seeded permutation: round(test_fraction n) test items, the rest train; sorted indices."""
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"Bad value for 'dataset.options.test_fraction': {test_fraction!r}; must be in (0, 1)")
-    rng = np.random.default_rng(int(seed))
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test)),
-            "all": np.arange(len(labels))}
-
-
 @dataclass
 class _Part:
     """One torchvision split: its dataset, labels and (when in memory) its images."""
@@ -590,7 +595,7 @@ def load_torchvision(
     parts = {v: _Part(ds, _labels_of(plan, ds, cache, _key(v)), arrays[v]) for v, ds in found.items()}
     if plan.split_arg is None:  # one set: our seeded, stratified split
         whole = parts["all"]
-        index = _seeded_split(whole.labels, float(options.get("test_fraction", 0.2)), int(options.get("split_seed", 0)))
+        index = stratified_split(whole.labels, float(options.get("test_fraction", 0.2)), int(options.get("split_seed", 0)))
     else:
         index = None
     train_value = plan.splits["train"] if plan.split_arg is not None else "all"

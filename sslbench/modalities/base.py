@@ -121,6 +121,14 @@ class Modality:
     def raw_feature_dim(self, data: DataInfo) -> int:
         raise ConfigError(f"The {self.name} modality has no raw-feature floor")
 
+    def runs_method(self, method_cls: type) -> bool:
+        """Whether a method class serves this modality: it declares this modality, or "any" (the floors, SCL)."""
+        return method_cls.modality in (self.name, "any")
+
+    def takes_encoder(self, make: Any) -> bool:
+        """Whether the registered encoder factory ``make`` (its ``modality`` attribute) serves this modality."""
+        return getattr(make, "modality", None) == self.name
+
     fallback_encoder_hint: ClassVar[str] = ""  # appended to "Unknown encoder" (e.g. " (or any timm model name)")
 
     def fallback_encoder(self, name: str) -> Callable[[DataInfo, dict], torch.nn.Module] | None:

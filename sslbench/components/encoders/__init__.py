@@ -21,7 +21,8 @@ from ...registry import unknown_message
 
 def encoders_for(modality: str) -> list[str]:
     """Names of the registered encoders that take ``modality`` data."""
-    return [n for n in ENCODERS.names() if getattr(ENCODERS.get(n), "modality", None) == modality]
+    takes = get_modality(modality).takes_encoder
+    return [n for n in ENCODERS.names() if takes(ENCODERS.get(n))]
 
 
 def build_encoder(cfg: EncoderConfig, data: DataInfo) -> tuple[nn.Module, int]:
@@ -29,7 +30,7 @@ def build_encoder(cfg: EncoderConfig, data: DataInfo) -> tuple[nn.Module, int]:
     modality = get_modality(data.modality)
     if cfg.name in ENCODERS:
         make = ENCODERS.get(cfg.name)
-        if make.modality != data.modality:
+        if not modality.takes_encoder(make):
             raise UnknownNameError(f"Encoder '{cfg.name}' does not take {data.modality} data ({data.name}). "
                                    f"Valid: {', '.join(encoders_for(data.modality))}")
     else:
