@@ -8,4 +8,5 @@ BUILTINS = {
     "dgi": "sslbench_methods.dgi:DGI",
     "grace": "sslbench_methods.grace:GRACE",
     "scl": "sslbench_methods.scl:SCL",
+    "simcse": "sslbench_methods.simcse:SimCSE",
 }

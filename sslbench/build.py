@@ -131,6 +131,9 @@ def preflight(cfg: RunConfig, cls: type, opts: RunOptions) -> None:
     with torch.random.fork_rng(devices=[]):
         method = build_method(cfg, cls, info, pretrain)
         get_modality(info.modality).check_views(cfg.views, method.views(cfg.views), pretrain)
+    root = opts.data_root or data_root()
+    for name, pcfg in cfg.protocols.items():
+        PROTOCOLS.get(name)(pcfg).preflight(info, Path(root))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")

@@ -65,7 +65,8 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
         result = run.trainer.fit()
         record.status, record.error = result.status, result.error
         if result.status == "ok":
-            ctx = EvalContext(run.method, info, {"train": run.train, "test": run.test}, device, seed=cfg.seed)
+            ctx = EvalContext(run.method, info, {"train": run.train, "test": run.test}, device, seed=cfg.seed,
+                              data_root=opts.data_root)
             for pname, pcfg in cfg.protocols.items():
                 for mname, metric in PROTOCOLS.get(pname)(pcfg).run(ctx).items():
                     record.add_metric(f"{pname}.{mname}", metric)

@@ -12,7 +12,8 @@ with sim the cosine similarity and N_i the negatives of anchor i.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ def info_nce(
     positives: torch.Tensor,
     negatives: torch.Tensor | None = None,
     temperature: float = 0.1,
-    in_batch: bool = True,
+    in_batch: bool | str = True,
     normalize: bool = True,
     reduction: str = "mean",
 ) -> torch.Tensor:
@@ -33,8 +34,9 @@ def info_nce(
     anchors:   N x D
     positives: N x D, row i is the positive of anchor i
     negatives: K x D shared by every anchor (a queue), or N x K x D per anchor (bank samples), or None
-    in_batch:  also use the batch as negatives: every other anchor and every other positive
-               (2N - 2 per anchor, SimCLR's NT-Xent when averaged over both directions)
+    in_batch:  also use the batch as negatives: True, every other anchor and every other positive
+               (2N - 2 per anchor, SimCLR's NT-Xent when averaged over both directions); "positives",
+               every other anchor's positive only (N - 1 per anchor: SimCSE, Gao et al. 2021, Eq. 1)
     returns:   scalar (reduction "mean") or N losses ("none")
 
     Memory: the logits are built once (N x C, C candidates): 1/t is folded into the N x D
@@ -47,7 +49,12 @@ def info_nce(
         positives = F.normalize(positives, dim=-1)
     n = anchors.shape[0]
     scaled = anchors / temperature  # (a / t) . b == (a . b) / t, on N x D rather than N x C
-    if in_batch:
+    if in_batch not in (True, False, "positives"):
+        raise ValueError(f"info_nce: in_batch must be True, False or 'positives', got {in_batch!r}")
+    if in_batch == "positives":  # columns: the positives, col i is anchor i's own
+        logits = scaled @ positives.T
+        target = torch.arange(n, device=anchors.device)
+    elif in_batch:
         # columns: positives (0..N-1, col i is anchor i's positive), then anchors (self masked out)
         logits = scaled @ torch.cat([positives, anchors], dim=0).T
         self_mask = torch.zeros_like(logits, dtype=torch.bool)
@@ -181,13 +188,16 @@ def saved_activation_bytes(module: nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
-def per_sample_activation_bytes(module: nn.Module, input_shape: Sequence[int]) -> int:
+def per_sample_activation_bytes(module: nn.Module, input_shape: Sequence[int] | Callable[[int, torch.Generator], Any]) -> int:
     """Activation bytes autograd keeps per input sample of ``module`` in training mode (float32, CPU).
 
+    ``input_shape``: one sample's shape (random inputs are drawn), or a function ``(batch, generator) ->
+    inputs`` for inputs that are not tensors of a fixed shape (a modality's ``probe_batch``: sentences).
     Traced on a copy (the module's BN statistics are untouched) at batch 2 and 4; the
     difference halved leaves out what does not grow with the batch.
     """
     net = copy.deepcopy(module).float().cpu().train()
     g = torch.Generator().manual_seed(0)
-    sizes = [saved_activation_bytes(net, torch.rand(b, *input_shape, generator=g)) for b in (2, 4)]
+    make = input_shape if callable(input_shape) else (lambda b, gen: torch.rand(b, *input_shape, generator=gen))
+    sizes = [saved_activation_bytes(net, make(b, g)) for b in (2, 4)]
     return max(0, (sizes[1] - sizes[0]) // 2)

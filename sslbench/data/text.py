@@ -134,7 +134,7 @@ def find_file(root: Path, task: TextTask, file: str) -> Path:
             return folder / file
     looked = " or ".join(str(f / file) for f in folders)
     raise DataNotFoundError(f"{task.name}: {looked} not found; download it from {task.source} "
-                            f"(set the data root with --data-root or SSLBENCH_DATA)")
+                            f"(set the data root with --data-dir or SSLBENCH_DATA)")
 
 
 def read_rows(path: Path, task: TextTask) -> tuple[list[Any], list[int]]:

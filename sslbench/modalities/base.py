@@ -114,6 +114,11 @@ class Modality:
         ``data.num_features`` by default."""
         return (int(data.num_features),)
 
+    def probe_batch(self, data: DataInfo, batch: int, view: Any, generator: torch.Generator) -> Any:
+        """A synthetic training batch of ``batch`` inputs of the largest size a view allows (a method traces its
+        activations on it for its analytic memory floor): random inputs of ``sample_shape`` by default."""
+        return torch.rand(batch, *self.sample_shape(data), generator=generator)
+
     def raw_features(self, x: Any) -> torch.Tensor:
         """The inputs themselves as features (the ``baseline.pixels`` floor): B x prod(shape)."""
         return x.flatten(1).float()

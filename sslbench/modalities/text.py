@@ -53,6 +53,13 @@ class TextModality(Modality):
     def sample_shape(self, data: DataInfo) -> tuple[int, ...]:
         raise ConfigError("text has no fixed input shape: the traced memory floor is not available for text")
 
+    def probe_batch(self, data: DataInfo, batch: int, view: Any, generator: torch.Generator) -> Texts:
+        """``batch`` sentences that tokenise to exactly the view's ``max_length`` tokens (truncated there): the
+        longest a training batch can be padded to, so activations traced on it bound a real batch's from above."""
+        limit = int(getattr(view, "max_length", None) or TextViewConfig().max_length)
+        words = torch.randint(0, 26, (batch, limit), generator=generator).tolist()
+        return Texts((" ".join(chr(97 + w) * 3 for w in row) for row in words), max_length=limit)
+
     def raw_features(self, x: Any) -> torch.Tensor:
         raise ConfigError("The text modality has no raw-feature floor (baseline.pixels): use baseline.random")
 

@@ -9,6 +9,7 @@ kNN, few-shot and noisy-label protocols of one run share one forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +37,11 @@ class Protocol:
         """Whether this configuration trains the encoder (fine-tuning), which the modality must support."""
         return False
 
+    def preflight(self, data: DataInfo, root: Path) -> None:
+        """Check, before any run starts, what this protocol needs beyond the suite's data set (its own files
+        under the data root ``root``, a named model): raise a one-line ConfigError/DataNotFoundError.
+        Called once per run command by :func:`sslbench.build.preflight`; the default needs nothing."""
+
 
 @dataclass
 class EvalContext:
@@ -45,6 +51,7 @@ class EvalContext:
     device: torch.device
     seed: int = 0
     batch_size: int = 512
+    data_root: Path | None = None  # the run's data root (protocols with their own files: sts); None: data_root()
     _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     _shared: dict = field(default_factory=dict)  # the modality's own per-run memo (a graph's one embedding)
 
