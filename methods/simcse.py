@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from sslbench.components.losses import info_nce, info_nce_logit_bytes, per_sample_activation_bytes

@@ -1,10 +1,11 @@
-"""The registries (methods, suites, protocols, modalities, datasets, encoders) and how they are discovered.
+"""The registries (methods, suites, protocols, modalities, datasets, encoders, perturbations) and how they are
+discovered.
 
 Built-ins come from the ``sslbench_methods`` package, the ``sslbench_suites`` package
-data, :mod:`sslbench.protocols`, :mod:`sslbench.modalities`, :mod:`sslbench.data` and
-:mod:`sslbench.components.encoders`; third parties add entries through the entry points
-``sslbench.methods`` / ``.suites`` / ``.protocols`` / ``.modalities`` / ``.datasets`` /
-``.encoders`` or a plugin folder (``--plugins DIR`` or ``SSLBENCH_PLUGINS``) of ``*.py``
+data, :mod:`sslbench.protocols`, :mod:`sslbench.modalities`, :mod:`sslbench.data`,
+:mod:`sslbench.components.encoders` and :mod:`sslbench.perturbations`; third parties add entries through the
+entry points ``sslbench.methods`` / ``.suites`` / ``.protocols`` / ``.modalities`` / ``.datasets`` /
+``.encoders`` / ``.perturbations`` or a plugin folder (``--plugins DIR`` or ``SSLBENCH_PLUGINS``) of ``*.py``
 and ``*.yaml`` files. Their origin is ``entry-point:<dist>==<version>`` or ``plugins:<file>``; a third-party
 entry never replaces a built-in unless the user allows its name (``--allow-override NAME``, see
 :mod:`sslbench.registry`).
@@ -42,6 +43,7 @@ def fold_dataset_name(name: str) -> str:
 
 DATASETS: Registry = Registry("dataset", fold=fold_dataset_name)  # name -> loader(root, splits, download, **opts)
 ENCODERS: Registry = Registry("encoder")  # name -> factory(data: DataInfo, options: dict) -> nn.Module
+PERTURBATIONS: Registry = Registry("perturbation")  # name -> perturb(samples, rate, seed=0, **options) -> samples
 
 def register_method(name: str, variants: dict[str, dict[str, Any]] | None = None):
     """Class decorator: register a :class:`~sslbench.method.Method` under ``name``.
@@ -95,6 +97,13 @@ def register_encoder(name: str, modality: str, description: str = ""):
     return lambda fn: _named(ENCODERS, name, modality=modality, description=description or _first_line(fn))(fn)
 
 
+def register_perturbation(name: str, modality: str, description: str = ""):
+    """Decorator: register an input perturbation ``perturb(samples, rate, seed=0, **options) -> samples`` (a new
+    list, the same length, deterministic given ``seed``) under ``name`` for ``modality`` (see
+    :mod:`sslbench.perturbations`: its ``check(rate, options)`` and ``measure``)."""
+    return lambda fn: _named(PERTURBATIONS, name, modality=modality, description=description or _first_line(fn))(fn)
+
+
 def _first_line(obj: Any) -> str:
     return (obj.__doc__ or "").strip().split("\n")[0]
 
@@ -115,6 +124,7 @@ BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslben
                            "sslbench.data.text")
 BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph",
                            "sslbench.components.encoders.text")
+BUILTIN_PERTURBATION_MODULES = ("sslbench.perturbations.text",)
 
 BUILTIN_PROTOCOLS = {
     "linear": "sslbench.protocols.linear:LinearProbe",
@@ -123,6 +133,8 @@ BUILTIN_PROTOCOLS = {
     "noisy_label": "sslbench.protocols.noisy_label:NoisyLabel",
     "finetune": "sslbench.protocols.finetune:Finetune",
     "logreg": "sslbench.protocols.logreg:LogRegProbe",
+    "sts": "sslbench.protocols.sts:STS",
+    "noisy_input": "sslbench.protocols.noisy_input:NoisyInput",
 }
 
 _extra_plugin_dirs: list[str] = []
@@ -131,7 +143,7 @@ _extra_plugin_dirs: list[str] = []
 def set_plugin_dirs(dirs: list[str] | tuple[str, ...]) -> None:
     """Record ``--plugins`` folders before the first lookup."""
     _extra_plugin_dirs[:] = list(dirs)
-    for reg in (METHODS, SUITES, PROTOCOLS, MODALITIES, DATASETS, ENCODERS):
+    for reg in (METHODS, SUITES, PROTOCOLS, MODALITIES, DATASETS, ENCODERS, PERTURBATIONS):
         reg._discovered = False
 
 
@@ -227,5 +239,6 @@ METHODS.add_discovery(_discover_methods)
 MODALITIES.add_discovery(lambda: _discover_modules(MODALITIES, BUILTIN_MODALITY_MODULES, "modality"))
 DATASETS.add_discovery(lambda: _discover_modules(DATASETS, BUILTIN_DATASET_MODULES, "dataset"))
 ENCODERS.add_discovery(lambda: _discover_modules(ENCODERS, BUILTIN_ENCODER_MODULES, "encoder"))
+PERTURBATIONS.add_discovery(lambda: _discover_modules(PERTURBATIONS, BUILTIN_PERTURBATION_MODULES, "perturbation"))
 PROTOCOLS.add_discovery(_discover_protocols)
 SUITES.add_discovery(_discover_suites)

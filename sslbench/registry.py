@@ -31,7 +31,8 @@ from .errors import UnknownNameError
 T = TypeVar("T")
 
 ENTRY_POINT_GROUPS = {"method": "sslbench.methods", "suite": "sslbench.suites", "protocol": "sslbench.protocols",
-                      "modality": "sslbench.modalities", "dataset": "sslbench.datasets", "encoder": "sslbench.encoders"}
+                      "modality": "sslbench.modalities", "dataset": "sslbench.datasets", "encoder": "sslbench.encoders",
+                      "perturbation": "sslbench.perturbations"}
 
 BUILTIN = "builtin"
 BUILTIN_PACKAGES = ("sslbench", "sslbench_methods")  # modules whose registrations are built-ins

@@ -19,7 +19,7 @@ LAYERS = [
     {"build"},
     {"engine", "protocols"},
     {"modalities"},
-    {"data", "views", "components"},
+    {"data", "views", "components", "perturbations"},
     {"method", "config", "suites", "plugins", "registry", "errors", "atomic", "seeding", "device", "provenance",
      "results", "progress", "interrupt", "locks", "validation"},
 ]
@@ -86,7 +86,8 @@ def test_imports_run_one_way():
 MODALITY_NAMES = re.compile(r"""["'](image|graph|text|audio)["']|modality\s*(==|!=)|modality\s+(not\s+)?in\b|"""
                             r"""\.graph\s+is\s+not\s+None|in_memory""")
 ALLOWED = ("sslbench/modalities/", "sslbench/data/", "sslbench/views/", "sslbench/components/encoders/image.py",
-           "sslbench/components/encoders/graph.py", "sslbench/components/encoders/text.py")
+           "sslbench/components/encoders/graph.py", "sslbench/components/encoders/text.py",
+           "sslbench/perturbations/text.py")
 
 
 def test_no_modality_branches_outside_the_modalities():

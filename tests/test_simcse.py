@@ -40,7 +40,7 @@ def test_simcse_loss_equals_the_papers_equation(n, d, tau):
     torch.testing.assert_close(ours, ref)
     ga = torch.autograd.grad(ours, (a, b))
     gr = torch.autograd.grad(ref, (a, b))
-    for x, y in zip(ga, gr):
+    for x, y in zip(ga, gr, strict=True):
         torch.testing.assert_close(x, y)
 
 
@@ -53,7 +53,7 @@ def test_simcse_loss_equals_sentence_transformers():
     ours = info_nce(a, b, temperature=0.05, in_batch="positives")
     theirs = peer.compute_loss_from_embeddings([a, b], None)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
-    for x, y in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(theirs, (a, b))):
+    for x, y in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(theirs, (a, b)), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 

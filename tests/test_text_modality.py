@@ -98,6 +98,36 @@ def test_pairs_are_encoded_as_pairs(minilm):
     assert enc([("a man sleeps", "a person rests")]).shape == (1, 384)
 
 
+@needs_text
+def test_length_bucketed_features_keep_the_split_order(minilm):
+    """Evaluation batches are sorted by length, yet every row is the embedding of its own sentence, as when
+    the sentences are embedded one at a time."""
+    from torch import nn
+
+    from sslbench.data.base import Split
+    from sslbench.plugins import get_modality
+
+    enc, _ = minilm
+
+    class Frozen(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = enc
+
+        def embed(self, x):
+            return self.encoder(x)
+
+    _, s = _load("sst2", ["test"])
+    samples = s["test"].samples[:24]
+    assert len({len(t) for t in samples}) > 10  # lengths differ, so the order changes
+    split = Split(labels=torch.zeros(len(samples), dtype=torch.long), samples=samples)
+    feats = get_modality("text").features(Frozen().eval(), split, None, torch.device("cpu"), 8, {})
+    assert not enc.training
+    with torch.no_grad():
+        alone = torch.cat([enc([t]) for t in samples])
+    torch.testing.assert_close(feats, alone, atol=1e-5, rtol=1e-4)
+
+
 def test_dropout_is_on_in_train_mode(minilm):
     enc, _ = minilm
     enc.train()

@@ -9,18 +9,28 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import SSLBenchError
-from ..plugins import DATASETS, ENCODERS, METHODS, MODALITIES, PROTOCOLS, SUITES, load_method_class
+from ..plugins import (
+    DATASETS,
+    ENCODERS,
+    METHODS,
+    MODALITIES,
+    PERTURBATIONS,
+    PROTOCOLS,
+    SUITES,
+    load_method_class,
+)
 from ..registry import Entry, Registry, warn_plugin_failure
 
 KINDS = {"methods": METHODS, "suites": SUITES, "protocols": PROTOCOLS, "datasets": DATASETS, "encoders": ENCODERS,
-         "modalities": MODALITIES}
+         "modalities": MODALITIES, "perturbations": PERTURBATIONS}
 
 
 @click.command("list")
 @click.argument("kind", type=click.Choice(list(KINDS)))
 @click.argument("pattern", required=False)
 def list_cmd(kind: str, pattern: str | None) -> None:
-    """List registered methods, suites, protocols, datasets, encoders or modalities (PATTERN: wildcards, 'sim*')."""
+    """List registered methods, suites, protocols, datasets, encoders, modalities or perturbations (PATTERN:
+    wildcards, 'sim*')."""
     list_entries(kind, pattern)
 
 
@@ -37,8 +47,8 @@ def shown_origin(entry: Entry) -> str:
 
 
 def _modality_rows(registry: Registry, names: list[str]) -> list[tuple[str, str, str, str]]:
-    """(name, modality, description, origin) of data sets or encoders; one that fails to import is skipped
-    with one warning."""
+    """(name, modality, description, origin) of data sets, encoders or perturbations; one that fails to import
+    is skipped with one warning."""
     rows = []
     for n in names:
         entry = registry.entry(n)
@@ -84,7 +94,7 @@ def list_entries(kind: str, pattern: str | None) -> None:
             enc = s["encoder"]["name"] if isinstance(s["encoder"], dict) else s["encoder"]
             table.add_row(n, str(s["version"]), str(s["modality"]), str(s["dataset"]), str(enc),
                           shown_origin(registry.entry(n)))
-    elif kind in ("datasets", "encoders"):
+    elif kind in ("datasets", "encoders", "perturbations"):
         for col in ("name", "modality", "description", "origin"):
             table.add_column(col, overflow="fold")
         for row in _modality_rows(registry, sorted(names, key=str.lower)):

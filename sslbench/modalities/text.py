@@ -6,7 +6,8 @@
   ``max_length``). The encoder tokenises with its own tokenizer, so padding is dynamic per batch,
   attention masks stay inside the encoder call and pairs are encoded as the model expects
   (``text``/``text_pair``). SimCSE's views are the same sentence twice (dropout makes them differ).
-- Evaluation: the texts in order, batched (truncated at the encoder's ``max_length``).
+- Evaluation: the texts batched by length (each batch pads to about its own longest; features come back in
+  the split's order), truncated at the encoder's ``max_length``.
 - Fine-tuning: the evaluation inputs (text augmentation is not built: ``augment: true`` is refused).
 - No raw-feature floor (``baseline.pixels``) and no traced memory floor: text has no fixed input shape.
 - Throughput in sentences/s.
@@ -25,7 +26,7 @@ from ..errors import ConfigError
 from ..method import Batch
 from ..plugins import register_modality
 from ..views.text import Texts, TextViewConfig, check_text_views
-from .base import IndexedBatchSource, Modality
+from .base import IndexedBatchSource, Modality, eval_mode
 
 
 class TextBatchSource(IndexedBatchSource):
@@ -86,6 +87,22 @@ class TextModality(Modality):
 
     def subset(self, split: Split, idx: torch.Tensor) -> Split:
         return Split(labels=split.labels[idx], samples=[split.samples[i] for i in idx.tolist()], extra=split.extra)
+
+    def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
+                 shared: dict) -> torch.Tensor:
+        """Frozen features N x D in the split's order, computed over length-bucketed batches: the sentences sorted by
+        length (characters, a pair's two sides together) so that each batch pads to little more than its own
+        longest. Each sentence's embedding does not depend on its batch companions (attention masks, masked
+        pooling), so this changes nothing but the time (up to float rounding); training batches are never
+        bucketed, since there the batch composition is the negatives."""
+        lengths = [len(s) if isinstance(s, str) else sum(len(t) for t in s) for s in split.samples]
+        order = torch.tensor(sorted(range(len(lengths)), key=lengths.__getitem__), dtype=torch.long)
+        out = []
+        with eval_mode(method):
+            for x in self.eval_inputs(split, data, device, batch_size, order):
+                out.append(method.embed(self.to_model(x)).float().cpu())
+        feats = torch.cat(out)
+        return torch.empty_like(feats).index_copy_(0, order, feats)
 
     def eval_inputs(self, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                     indices: torch.Tensor | None = None) -> Iterator[Texts]:

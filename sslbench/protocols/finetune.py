@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..data.base import Split
 from ..device import rng_devices
 from ..plugins import register_protocol
 from ..results.records import Metric
@@ -64,10 +65,12 @@ def _predict(model: Any, head: torch.nn.Module, ctx: EvalContext) -> torch.Tenso
 
 
 def finetune_and_test(ctx: EvalContext, train_idx: torch.Tensor, train_labels: torch.Tensor, cfg: Any,
-                      seed: int | None = None) -> float:
+                      seed: int | None = None, split: Split | None = None) -> float:
     """Fine-tune a deep copy of ``ctx.method`` with a linear head on the training examples ``train_idx``
     labelled ``train_labels`` (the same length; possibly a few-shot subset or noisy labels), then return
     top-1 accuracy (%) on the clean test labels. ``cfg``: any object with FinetuneConfig's fields.
+    ``split``: the split ``train_idx`` indexes (default ``ctx.splits["train"]``; ``noisy_input`` passes a copy
+    with perturbed inputs).
 
     The original method is untouched; the RNG state of the caller is restored afterwards.
     """
@@ -83,7 +86,7 @@ def finetune_and_test(ctx: EvalContext, train_idx: torch.Tensor, train_labels: t
         raise ValueError(f"finetune_and_test: {len(train_idx)} indices but {len(train_labels)} labels")
     seed = ctx.seed if seed is None else int(seed)
     test_labels = ctx.splits["test"].labels.clone()
-    split = ctx.splits["train"]
+    split = ctx.splits["train"] if split is None else split
     with torch.random.fork_rng(devices=rng_devices(ctx.device)):
         torch.manual_seed(seed)
         model = copy.deepcopy(ctx.method).to(ctx.device)
