@@ -87,6 +87,18 @@ CASES = [
     Case("suite-value-located", _suite_run("badval"), 2, "badval.yaml:4: Bad value for 'pretrain.batch_size': 0",
          setup=_suite("badval", "include: digits-linear\nsuite: badval\npretrain:\n  batch_size: 0\n"),
          absent=NOTHING),
+    # text (issue 12): SimCSE, the sts protocol, input noise
+    Case("simcse-temperature-zero", ("run", "simcse", "--suite", "sst2-simcse", "--set", "method.temperature=0",
+                                     "--out", "{tmp}/out"), 2, "'method.temperature': 0.0; valid: a temperature > 0",
+         absent=NOTHING),
+    Case("sts-unknown-task", ("run", "simcse", "--suite", "sts", "--set", "sts.tasks=[sts12, sts17]",
+                              "--out", "{tmp}/out"), 2, "'protocols.sts.tasks': ['sts12', 'sts17']", absent=NOTHING),
+    Case("sts-files-missing", ("run", "simcse", "--suite", "sts", "--data-dir", "{tmp}/data", "--out", "{tmp}/out"), 2,
+         "STS12-en-test/STS.input.MSRpar.txt not found", absent=NOTHING,
+         setup=lambda tmp: __import__("shutil").copytree(SHARED_DATA / "text", tmp / "data" / "text")),
+    Case("noisy-input-unknown-perturbation", ("run", "baseline.frozen", "--suite", "sst2-textnoise", "--set",
+                                              "noisy_input.perturbation=word_drop", "--out", "{tmp}/out"), 2,
+         "word_drop", absent=NOTHING),
     # output places and --resume
     Case("out-under-a-file", ("run", "simclr", "--out", "{tmp}/file/out"), 2, "Cannot write to --out",
          setup=lambda tmp: (tmp / "file").write_text("not a folder"), absent=("file/out",)),

@@ -69,12 +69,13 @@ def run_method(method: str, suite: str, seeds: tuple[int, ...], sets: tuple[str,
         raise SSLBenchError(f"Nothing to resume: no checkpoint of {method} on {configs[0][0].suite} "
                             f"(seeds {', '.join(str(c.seed) for c, _, _ in configs)}) under "
                             f"{out_dir / '.work'}; run without --resume (or with --resume-if-any) to start")
+    # a missing data set or protocol file, a bad encoder/method/view option fails here, before --out is made
+    preflight(*configs[0][:2], opts)
     ensure_writable_dir(out_dir, "--out")  # a read-only or impossible --out fails here, not after training
     try:
         with GracefulStop() as stop, contextlib.ExitStack() as locks:
             for cfg, _, _ in configs:  # a second identical run stops here, before any work
                 locks.enter_context(run_lock(opts, cfg))
-            preflight(*configs[0][:2], opts)  # a missing data set or a bad encoder/method/view option fails here
             return _execute_all(configs, opts, stop, console, out_dir)
     except Interrupted as e:
         console.print(f"[yellow]{e.reason}: record saved with status 'interrupted'; --resume continues[/yellow]",
