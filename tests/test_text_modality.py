@@ -51,6 +51,21 @@ def test_senteval_loaders_split_with_a_seed():
     assert [len(s5[k]) for k in ("train", "dev", "test")] == [8_544, 1_101, 2_210] and int(s5["train"].labels.max()) == 4
 
 
+@needs_text
+def test_balanced_test_keeps_a_seeded_class_balanced_sample_of_dev():
+    full_info, full = _load("sst2", ["test"])
+    info, s = _load("sst2", ["test"], balanced_test=True)
+    counts = full["test"].labels.bincount().tolist()
+    assert counts == [428, 444] and s["test"].labels.bincount().tolist() == [428, 428]
+    assert set(s["test"].samples) <= set(full["test"].samples) and info.fingerprint != full_info.fingerprint
+    assert _load("sst2", ["test"], balanced_test=True)[1]["test"].samples == s["test"].samples  # seeded
+    assert _load("sst2", ["test"], balanced_test=True, split_seed=1)[1]["test"].samples != s["test"].samples
+    from sslbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'dataset.options.balanced_test': 'yes'"):
+        _load("sst2", ["test"], balanced_test="yes")
+
+
 def test_a_missing_task_file_is_one_line(tmp_path: Path):
     from sslbench.errors import DataNotFoundError
     from sslbench.plugins import DATASETS

@@ -16,7 +16,9 @@ Splits: GLUE's test labels are hidden, so split ``test`` is the GLUE dev set (``
 ``dev``), as few-shot papers evaluate. SentEval's MR, CR, MPQA and SUBJ come as one file without an
 official split (SentEval itself cross-validates): ``train``/``test`` is a seeded, stratified split
 (options ``test_fraction``, default 0.2, and ``split_seed``, default 0; as the torchvision sets without
-splits), and ``all`` is the whole file. Samples: a list of str, or of (str, str) for pair tasks.
+splits), and ``all`` is the whole file. Option ``balanced_test: true`` (any task) keeps a seeded class-balanced
+sample of the test split (every class cut to the smallest class's count). Samples: a list of str, or of
+(str, str) for pair tasks.
 """
 
 from __future__ import annotations
@@ -117,6 +119,17 @@ TASKS: tuple[TextTask, ...] = (
              description="SentEval SST-2 (stsa.binary, official test set), 2 classes"),
 )
 OWN_OPTIONS = ("test_fraction", "split_seed")
+# every task: ``balanced_test: true`` keeps a seeded class-balanced sample of the test split (each class cut to
+# the smallest class's count, with ``split_seed``), the test set of the SCL few-shot reproductions
+ANY_TASK_OPTIONS = ("balanced_test", "split_seed")
+
+
+def balanced_sample(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Sorted indices of a class-balanced subset: every class cut to the smallest class's count, seeded."""
+    rng = np.random.default_rng(int(seed))
+    classes, counts = np.unique(labels, return_counts=True)
+    keep = [np.flatnonzero(labels == c)[rng.permutation(int((labels == c).sum()))[: counts.min()]] for c in classes]
+    return np.sort(np.concatenate(keep))
 
 
 def task_folders(root: Path, task: TextTask) -> list[Path]:
@@ -185,10 +198,13 @@ def read_rows(path: Path, task: TextTask) -> tuple[list[Any], list[int]]:
 def load_task(task: TextTask, root: Path, splits: Sequence[str], download: bool = False,
               **options: Any) -> tuple[DataInfo, dict[str, Split]]:
     """Read the task's files under ``root`` (see the module docstring) into ``{split: Split}``."""
-    unknown = sorted(set(options) - (set(OWN_OPTIONS) if task.split_all else set()))
+    allowed = tuple(dict.fromkeys((*(OWN_OPTIONS if task.split_all else ()), *ANY_TASK_OPTIONS)))
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
-        valid = ", ".join(OWN_OPTIONS) if task.split_all else "none"
-        raise ConfigError(f"Unknown option '{unknown[0]}' for data set {task.name}. Valid: {valid}")
+        raise ConfigError(f"Unknown option '{unknown[0]}' for data set {task.name}. Valid: {', '.join(allowed)}")
+    balanced = options.get("balanced_test", False)
+    if not isinstance(balanced, bool):
+        raise ConfigError(f"Bad value for 'dataset.options.balanced_test': {balanced!r}; valid: true or false")
     valid = (["train", "test", "all"] if task.split_all else list(task.files)) + list(task.aliases)
     requested = [splits] if isinstance(splits, str) else list(dict.fromkeys(splits))
     bad = [s for s in requested if s not in valid]
@@ -217,6 +233,11 @@ def load_task(task: TextTask, root: Path, splits: Sequence[str], download: bool 
     for s, split in out.items():
         if not len(split):
             raise DataFileError(f"{task.name}: split {s} holds no labelled rows")
+    if balanced and "test" in out:
+        seed = int(options.get("split_seed", 0))
+        idx = torch.from_numpy(balanced_sample(out["test"].labels.numpy(), seed))
+        out["test"] = Split(labels=out["test"].labels[idx], samples=[out["test"].samples[i] for i in idx.tolist()])
+        extra.append(f"balanced_test=True,split_seed={seed}")
     fingerprint = combine_fingerprints([files_fingerprint(sorted(set(read))), *extra])
     info = DataInfo(name=task.name, modality="text", num_classes=len(task.values), classes=task.class_names,
                     channels=0, fingerprint=fingerprint, source=", ".join(str(p) for p in sorted(set(read))))
