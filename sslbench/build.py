@@ -29,6 +29,7 @@ from .data import data_root, load_dataset
 from .data.base import DataInfo, Split
 from .device import select_device
 from .engine import Trainer
+from .errors import ConfigError
 from .method import Method
 from .plugins import METHODS, PROTOCOLS, get_modality
 from .results.records import RunRecord
@@ -131,6 +132,10 @@ def preflight(cfg: RunConfig, cls: type, opts: RunOptions) -> None:
     with torch.random.fork_rng(devices=[]):
         method = build_method(cfg, cls, info, pretrain)
         get_modality(info.modality).check_views(cfg.views, method.views(cfg.views), pretrain)
+    for target in cfg.dataset.targets:
+        if target not in info.targets:
+            raise ConfigError(f"Bad value in 'dataset.targets': {target!r} is not a label set of {info.name}; valid: "
+                              f"{', '.join(info.targets) or 'none (it has one label set)'}")
     root = opts.data_root or data_root()
     for name, pcfg in cfg.protocols.items():
         PROTOCOLS.get(name)(pcfg).preflight(info, Path(root))

@@ -32,6 +32,9 @@ class DatasetConfig:
     # the protocols still train on ``train`` and test on ``test``
     pretrain_split: str | None = None
     options: dict = field(default_factory=dict)  # loader-specific, e.g. {path: imagenet} for imagefolder
+    # further label sets of the data (DataInfo.targets, e.g. [speaker] on FSDD) that every protocol also runs on,
+    # beside the primary labels; metrics named "<target>:<protocol>.<metric>"
+    targets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,7 +90,7 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
 LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,
-                                 "dataset.pretrain_split": None, "method_options.pretrained": False}
+                                 "dataset.pretrain_split": None, "dataset.targets": [], "method_options.pretrained": False}
 
 
 def to_dict(cfg: Any) -> Any:

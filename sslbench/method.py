@@ -28,11 +28,14 @@ class Batch:
             of the whole graph, ...), already on the device
     index:  int64 B, the samples' positions in the training split (memory banks); a whole graph: arange(N)
     labels: int64 B, only for methods with ``needs_labels``
+    groups: int64 B, the samples' values of the target the method's ``group_by`` names (speaker ids, for
+            negatives drawn within a speaker), filled by batch sources that support it; else None
     """
 
     views: list[Any]
     index: torch.Tensor
     labels: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Method(nn.Module):
     modality: ClassVar[str] = ""  # a registered modality's name, or "any" (the floors); required
     version: ClassVar[int] = 1  # bump when behaviour changes; recorded in every result
     needs_labels: ClassVar[bool] = False
+    group_by: str | None = None  # a target of the data (``DataInfo.targets``) the batches should carry as ``groups``
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
     # the config key that `sslbench profile --negatives` sweeps (batch size, queue size, sampled negatives)
     negatives_key: ClassVar[str] = "pretrain.batch_size"

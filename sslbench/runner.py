@@ -67,9 +67,11 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
         if result.status == "ok":
             ctx = EvalContext(run.method, info, {"train": run.train, "test": run.test}, device, seed=cfg.seed,
                               data_root=opts.data_root)
-            for pname, pcfg in cfg.protocols.items():
-                for mname, metric in PROTOCOLS.get(pname)(pcfg).run(ctx).items():
-                    record.add_metric(f"{pname}.{mname}", metric)
+            for target, tctx in [(None, ctx), *((t, ctx.retarget(t)) for t in cfg.dataset.targets)]:
+                prefix = f"{target}:" if target else ""  # the primary labels unprefixed; features computed once
+                for pname, pcfg in cfg.protocols.items():
+                    for mname, metric in PROTOCOLS.get(pname)(pcfg).run(tctx).items():
+                        record.add_metric(f"{prefix}{pname}.{mname}", metric)
     except KeyboardInterrupt as e:
         why = e.reason if isinstance(e, Interrupted) else "interrupted by the user"
         if run is not None:

@@ -49,8 +49,8 @@ def _synthetic_ctx(n_train=600, n_test=400, classes=10, dim=32, spread=1.6, seed
     info = DataInfo(name=name, modality="image", num_classes=classes, classes=[str(c) for c in range(classes)])
     splits = {"train": Split(labels=y_tr.clone()), "test": Split(labels=y_te.clone())}
     ctx = EvalContext(method=None, data=info, splits=splits, device=torch.device("cpu"), seed=0)
-    ctx._cache["train"] = (x_tr, y_tr.clone())
-    ctx._cache["test"] = (x_te, y_te.clone())
+    ctx._feats.update(train=x_tr, test=x_te)
+    ctx._labels.update(train=y_tr.clone(), test=y_te.clone())
     return ctx
 
 
@@ -203,14 +203,14 @@ def test_few_shot_protocol_metrics_and_accuracy_rises_with_n():
 def test_noisy_label_protocol_leaves_test_labels_untouched():
     ctx = _synthetic_ctx(name="mnist")
     test_split_digest = labels_digest(ctx.splits["test"].labels)
-    cached_test = ctx._cache["test"][1].clone()
-    train_before = ctx._cache["train"][1].clone()
+    cached_test = ctx._labels["test"].clone()
+    train_before = ctx._labels["train"].clone()
     cfg = NoisyLabel.Config(rates=[0.0, 0.2, 0.6], modes=["symmetric", "asymmetric"], repeats=2, epochs=30,
                             batch_size=64)
     out = NoisyLabel(cfg).run(ctx)
     assert labels_digest(ctx.splits["test"].labels) == test_split_digest
-    assert torch.equal(ctx._cache["test"][1], cached_test)
-    assert torch.equal(ctx._cache["train"][1], train_before)
+    assert torch.equal(ctx._labels["test"], cached_test)
+    assert torch.equal(ctx._labels["train"], train_before)
     for tag in ("sym", "asym"):
         for r in (0.0, 0.2, 0.6):
             acc, noise = out[f"acc@{tag}{r:g}"], out[f"noise@{tag}{r:g}"]

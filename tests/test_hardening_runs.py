@@ -87,6 +87,8 @@ CASES = [
     Case("suite-value-located", _suite_run("badval"), 2, "badval.yaml:4: Bad value for 'pretrain.batch_size': 0",
          setup=_suite("badval", "include: digits-linear\nsuite: badval\npretrain:\n  batch_size: 0\n"),
          absent=NOTHING),
+    Case("target-unknown", _run("--set", "dataset.targets=[speaker]"), 2,
+         "Bad value in 'dataset.targets': 'speaker' is not a label set of digits; valid: none", absent=NOTHING),
     # text (issue 12): SimCSE, the sts protocol, input noise
     Case("simcse-temperature-zero", ("run", "simcse", "--suite", "sst2-simcse", "--set", "method.temperature=0",
                                      "--out", "{tmp}/out"), 2, "'method.temperature': 0.0; valid: a temperature > 0",

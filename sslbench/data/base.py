@@ -77,6 +77,7 @@ class DataInfo:
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
     fingerprint: str = ""  # sha256 of the source files (or arrays), see data/fingerprint.py
     source: str = ""  # where it was read from (path), for provenance
+    targets: dict[str, list[str]] = field(default_factory=dict)  # further label sets: name -> class names
 
 
 @dataclass
@@ -89,6 +90,9 @@ class Split:
     graph:   a torch_geometric ``Data`` (x N x F, edge_index 2 x E, y N): the whole graph, shared by every split
     nodes:   int64 tensor of this split's node indices in ``graph`` (labels == graph.y[nodes])
     samples: any other modality's in-memory inputs, indexable by sample (e.g. a float N x F tensor)
+    targets: further label sets of the same samples, name -> int64 N (FSDD: {"speaker": ...} beside the
+             digit ``labels``); their class names are in ``DataInfo.targets``. Protocols evaluate them when
+             the suite lists them (``dataset.targets``); a modality's ``subset`` keeps them aligned.
     """
 
     labels: torch.Tensor
@@ -98,6 +102,7 @@ class Split:
     nodes: torch.Tensor | None = None
     samples: Any = None
     extra: dict = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -160,7 +160,8 @@ class Modality:
         """``split`` restricted to the samples ``idx`` (sorted int64)."""
         samples = split.samples[idx] if split.samples is not None else None
         dataset = Subset(split.dataset, idx.tolist()) if split.dataset is not None else None
-        return Split(labels=split.labels[idx], samples=samples, dataset=dataset, extra=split.extra)
+        return Split(labels=split.labels[idx], samples=samples, dataset=dataset, extra=split.extra,
+                     targets=subset_targets(split, idx))
 
     # ------------------------------------------------------------ evaluation
 
@@ -195,6 +196,11 @@ class Modality:
         if augment:
             raise ConfigError(f"finetune augment: true is not built for {self.name} data; use augment: false")
         return lambda idx: next(self.eval_inputs(split, data, device, len(idx), idx))
+
+
+def subset_targets(split: Split, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The split's further label sets (``Split.targets``) restricted to ``idx``, aligned with the subset."""
+    return {name: values[idx] for name, values in split.targets.items()}
 
 
 class eval_mode:

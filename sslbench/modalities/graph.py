@@ -20,7 +20,7 @@ from ..method import Batch
 from ..plugins import register_modality
 from ..seeding import step_seed
 from ..views.graph import GraphViewConfig, graph_inputs, resolve_views
-from .base import Modality, eval_mode
+from .base import Modality, eval_mode, subset_targets
 
 
 class GraphBatchSource:
@@ -71,7 +71,8 @@ class GraphModality(Modality):
         return GraphBatchSource(split, method, views_cfg, seed, device)
 
     def subset(self, split: Split, idx: torch.Tensor) -> Split:
-        return Split(labels=split.labels[idx], graph=split.graph, nodes=split.nodes[idx], extra=split.extra)
+        return Split(labels=split.labels[idx], graph=split.graph, nodes=split.nodes[idx], extra=split.extra,
+                     targets=subset_targets(split, idx))
 
     @torch.no_grad()
     def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,

@@ -33,7 +33,7 @@ from ..views.image import (
     per_sample_views,
     resolve_backend,
 )
-from .base import IndexedBatchSource, MappedDataset, Modality, loader_batches
+from .base import IndexedBatchSource, MappedDataset, Modality, loader_batches, subset_targets
 
 # Fine-tuning views when augment is on: SimCLR fine-tunes with random crops and flips only.
 FINETUNE_VIEWS = dict(crop_scale=(0.2, 1.0), flip_p=0.5, jitter_p=0.0, jitter_strength=0.0, grayscale_p=0.0,
@@ -149,8 +149,9 @@ class ImageModality(Modality):
 
     def subset(self, split: Split, idx: torch.Tensor) -> Split:
         if split.in_memory:
-            return Split(labels=split.labels[idx], images=split.images[idx])
-        return Split(labels=split.labels[idx], dataset=Subset(split.dataset, idx.tolist()))
+            return Split(labels=split.labels[idx], images=split.images[idx], targets=subset_targets(split, idx))
+        return Split(labels=split.labels[idx], dataset=Subset(split.dataset, idx.tolist()),
+                     targets=subset_targets(split, idx))
 
     def eval_inputs(self, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                     indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..method import Batch
 from ..plugins import register_modality
 from ..views.text import Texts, TextViewConfig, check_text_views
-from .base import IndexedBatchSource, Modality, eval_mode
+from .base import IndexedBatchSource, Modality, eval_mode, subset_targets
 
 
 class TextBatchSource(IndexedBatchSource):
@@ -86,7 +86,8 @@ class TextModality(Modality):
         return TextBatchSource(split, method, views_cfg, cfg, seed, device)
 
     def subset(self, split: Split, idx: torch.Tensor) -> Split:
-        return Split(labels=split.labels[idx], samples=[split.samples[i] for i in idx.tolist()], extra=split.extra)
+        return Split(labels=split.labels[idx], samples=[split.samples[i] for i in idx.tolist()], extra=split.extra,
+                     targets=subset_targets(split, idx))
 
     def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                  shared: dict) -> torch.Tensor:

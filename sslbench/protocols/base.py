@@ -8,6 +8,7 @@ kNN, few-shot and noisy-label protocols of one run share one forward pass.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +53,9 @@ class EvalContext:
     seed: int = 0
     batch_size: int = 512
     data_root: Path | None = None  # the run's data root (protocols with their own files: sts); None: data_root()
-    _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    target: str | None = None  # the label set protocols see: None, the split's labels; else a Split.targets name
+    _feats: dict[str, torch.Tensor] = field(default_factory=dict)  # split -> features, shared by retargeted copies
+    _labels: dict[str, torch.Tensor] = field(default_factory=dict)
     _shared: dict = field(default_factory=dict)  # the modality's own per-run memo (a graph's one embedding)
 
     @property
@@ -63,11 +66,22 @@ class EvalContext:
     def features(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen features N x D (float32, on CPU) and labels N of a split, computed once per run by the
         modality (a graph's node splits share one forward pass over the whole graph)."""
-        if split not in self._cache:
+        if split not in self._feats:
             s = self.splits[split]
-            feats = self.modality.features(self.method, s, self.data, self.device, self.batch_size, self._shared)
-            self._cache[split] = (feats, s.labels.clone())
-        return self._cache[split]
+            self._feats[split] = self.modality.features(self.method, s, self.data, self.device, self.batch_size,
+                                                        self._shared)
+        if split not in self._labels:
+            self._labels[split] = self.splits[split].labels.clone()
+        return self._feats[split], self._labels[split]
+
+    def retarget(self, target: str) -> EvalContext:
+        """This context with another label set of the same samples (``Split.targets[target]``, class names
+        ``DataInfo.targets[target]``) as every split's labels; the frozen features are shared, not recomputed."""
+        names = self.data.targets[target]
+        splits = {k: dataclasses.replace(s, labels=s.targets[target]) for k, s in self.splits.items()}
+        data = dataclasses.replace(self.data, num_classes=len(names), classes=list(names))
+        return EvalContext(self.method, data, splits, self.device, self.seed, self.batch_size, self.data_root,
+                           target, _feats=self._feats, _shared=self._shared)
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
