@@ -119,9 +119,10 @@ def get_modality(name: str):
 
 
 # modules whose decorators register the built-in data sets and encoders
-BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph", "sslbench.modalities.text")
+BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph", "sslbench.modalities.text",
+                            "sslbench.modalities.audio")
 BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets",
-                           "sslbench.data.text")
+                           "sslbench.data.text", "sslbench.data.audio")
 BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph",
                            "sslbench.components.encoders.text")
 BUILTIN_PERTURBATION_MODULES = ("sslbench.perturbations.text",)
