@@ -9,4 +9,5 @@ BUILTINS = {
     "grace": "sslbench_methods.grace:GRACE",
     "scl": "sslbench_methods.scl:SCL",
     "simcse": "sslbench_methods.simcse:SimCSE",
+    "cpc": "sslbench_methods.cpc:CPC",
 }

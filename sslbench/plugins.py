@@ -124,7 +124,7 @@ BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.gr
 BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets",
                            "sslbench.data.text", "sslbench.data.audio")
 BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph",
-                           "sslbench.components.encoders.text")
+                           "sslbench.components.encoders.text", "sslbench.components.encoders.audio")
 BUILTIN_PERTURBATION_MODULES = ("sslbench.perturbations.text",)
 
 BUILTIN_PROTOCOLS = {
