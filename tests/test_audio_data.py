@@ -395,7 +395,9 @@ def test_librispeech_layout_speakers_and_split(tmp_path, monkeypatch):
                             subtype="PCM_16")
     load = DATASETS.get("librispeech100")
     info, s = load(tmp_path, ["train", "test"])
-    assert info.classes == ["19", "103", "1034"] and info.targets == {"chapter": ["198", "1240", "121119"]}
+    assert info.classes == ["19", "103", "1034"]
+    assert info.targets == {"chapter": ["198", "1240", "121119"], "speaker": ["19", "103", "1034"]}
+    assert torch.equal(s["train"].targets["speaker"], s["train"].labels)  # cpc.audio groups negatives by it
     assert sorted(s["test"].labels.tolist()) == [0, 1, 2] and len(s["train"]) == 12  # 20% of each speaker's 5
     assert len(s["train"].samples[0]) == 3200 and s["train"].samples.data.dtype == torch.int16  # stored as int16
     assert abs(float(s["train"].samples[0].abs().max()) - 0.3) < 1e-3

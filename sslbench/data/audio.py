@@ -653,7 +653,8 @@ def load_librispeech100(root: Path, splits: Sequence[str], download: bool = Fals
     """LibriSpeech train-clean-100 (Panayotov et al. 2015): ``{root}/audio/LibriSpeech/train-clean-100/<speaker>/
     <chapter>/<speaker>-<chapter>-<utt>.flac`` (torchaudio's LIBRISPEECH layout; fetched by it with ``download``).
 
-    Labels: speaker (251, sorted by id); ``targets``: ``chapter``. Split: the CPC authors' utterance lists
+    Labels: speaker (251, sorted by id); ``targets``: ``chapter``, and ``speaker`` again (the labels, so that
+    ``cpc.audio`` can draw same-speaker negatives through ``group_by``). Split: the CPC authors' utterance lists
     (``split_files: [train_split.txt, test_split.txt]``, one utterance id a line, as CPC_audio reads them; by
     default looked for beside ``train-clean-100``), else a seeded stratified split per speaker (``test_fraction``
     0.2, ``split_seed`` 0): the CPC speaker probe splits each speaker's utterances. FLAC needs ``soundfile``.
@@ -689,7 +690,7 @@ def load_librispeech100(root: Path, splits: Sequence[str], download: bool = Fals
         extra = [f"test_fraction={float(options.get('test_fraction', 0.2))}",
                  f"split_seed={int(options.get('split_seed', 0))}"]
     index["all"] = np.arange(len(ids))
-    classes, targets, out = build_splits("librispeech100", source, usable, "speaker", ["chapter"], index, requested,
+    classes, targets, out = build_splits("librispeech100", source, usable, "speaker", ["chapter", "speaker"], index, requested,
                                          opts["sample_rate"])
     info = DataInfo(name="librispeech100", modality="audio", num_classes=len(classes), classes=classes, channels=1,
                     fingerprint=_fingerprint(source, opts, usable, *extra), source=str(folder), targets=targets)
