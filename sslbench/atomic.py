@@ -64,3 +64,30 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "ensure_writable_dir"]
+
+
+def install_dir(tmp: str | os.PathLike[str], folder: str | os.PathLike[str], complete: Callable[[Path], bool]) -> None:
+    """Publish the finished folder ``tmp`` as ``folder`` with one rename (a cache entry: decoded arrays), made
+    readable as the umask allows (``mkdtemp`` makes 0700). An entry another process finished meanwhile
+    (``complete(folder)``) is kept; a damaged or partial one is moved aside first and removed. Raises OSError when
+    the rename cannot be done (a read-only cache); ``tmp`` is the caller's to remove."""
+    import shutil
+
+    tmp, folder = Path(tmp), Path(folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        os.rename(tmp, folder)
+        return
+    except OSError:
+        if not folder.exists():
+            raise
+    if complete(folder):
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    try:
+        os.rename(folder, old / "entry")
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write, atomic_write_text, install_dir
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
 from ..registry import warn_once
@@ -368,19 +368,7 @@ def _write_entry(folder: Path, source: Source, sample_rate: int, dtype: str) -> 
         atomic_write_text(tmp / "meta.json", json.dumps({"names": names, "bad": bad, "dtype": np.dtype(dtype).str,
                                                          "total": offsets[-1], "sample_rate": sample_rate,
                                                          "source": str(source.path)}))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished the same entry meanwhile, or a damaged one is in the way
-            if _read_entry(folder) is None:
-                old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-                try:
-                    os.rename(folder, old / "entry")
-                    os.rename(tmp, folder)
-                finally:
-                    shutil.rmtree(old, ignore_errors=True)
+        install_dir(tmp, folder, lambda f: _read_entry(f) is not None)
     except OSError:  # a full disk, a read-only cache: decode without it
         shutil.rmtree(tmp, ignore_errors=True)
         return _decode_in_memory(source, sample_rate)

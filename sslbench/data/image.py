@@ -36,7 +36,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.functional import pil_to_tensor
 
-from ..atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write, atomic_write_text, install_dir
 from ..errors import ConfigError, DataNotFoundError
 from ..plugins import register_dataset
 from .base import DataFileError, DataInfo, Split, one_line, open_npz
@@ -379,34 +379,13 @@ def _save_decoded(folder: Path, arrays: Arrays, classes: list[str]) -> bool:
             _save_npy(tmp / f"{s}_images.npy", images)
             _save_npy(tmp / f"{s}_labels.npy", labels)
         atomic_write_text(tmp / "classes.json", json.dumps({"classes": classes, "splits": sorted(arrays)}))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        _install(tmp, folder, sorted(arrays))
+        splits = sorted(arrays)
+        install_dir(tmp, folder, lambda f: _load_decoded(f, splits) is not None)
         return True
     except OSError:
         return False
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _install(tmp: Path, folder: Path, splits: list[str]) -> None:
-    """Rename the complete entry ``tmp`` to ``folder``. An entry another process finished meanwhile is kept; a
-    damaged or partial one (an older writer's leftovers) is moved aside first and removed."""
-    try:
-        os.rename(tmp, folder)
-        return
-    except OSError:
-        if not folder.exists():
-            raise
-    if _load_decoded(folder, splits) is not None:
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-    try:
-        os.rename(folder, old / "entry")
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_decoded(folder: Path, splits: list[str], size: int | None = None) -> tuple[Arrays, list[str]] | None:

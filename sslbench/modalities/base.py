@@ -181,11 +181,19 @@ class Modality:
                  shared: dict) -> torch.Tensor:
         """``method.embed`` in eval mode over a split: N samples -> N x D float32 on the CPU. ``shared`` is a
         per-run dict the modality may keep results in across splits (a graph embeds once for every split)."""
+        order = self.eval_order(split)
         out = []
         with eval_mode(method):
-            for x in self.eval_inputs(split, data, device, batch_size):
+            for x in self.eval_inputs(split, data, device, batch_size, order):
                 out.append(method.embed(self.to_model(x)).float().cpu())
-        return torch.cat(out)
+        feats = torch.cat(out)
+        return feats if order is None else torch.empty_like(feats).index_copy_(0, order, feats)
+
+    def eval_order(self, split: Split) -> torch.Tensor | None:
+        """The order in which :meth:`features` batches the split's samples (features come back in the split's
+        order): None, the split's own; a modality may group similar sizes (text: by length, less padding)
+        where a sample's embedding does not depend on its batch companions."""
+        return None
 
     # ------------------------------------------------------------ fine-tuning
 

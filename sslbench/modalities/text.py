@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..method import Batch
 from ..plugins import register_modality
 from ..views.text import Texts, TextViewConfig, check_text_views
-from .base import IndexedBatchSource, Modality, eval_mode, subset_targets
+from .base import IndexedBatchSource, Modality, subset_targets
 
 
 class TextBatchSource(IndexedBatchSource):
@@ -89,21 +89,13 @@ class TextModality(Modality):
         return Split(labels=split.labels[idx], samples=[split.samples[i] for i in idx.tolist()], extra=split.extra,
                      targets=subset_targets(split, idx))
 
-    def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
-                 shared: dict) -> torch.Tensor:
-        """Frozen features N x D in the split's order, computed over length-bucketed batches: the sentences sorted by
-        length (characters, a pair's two sides together) so that each batch pads to little more than its own
-        longest. Each sentence's embedding does not depend on its batch companions (attention masks, masked
-        pooling), so this changes nothing but the time (up to float rounding); training batches are never
-        bucketed, since there the batch composition is the negatives."""
+    def eval_order(self, split: Split) -> torch.Tensor:
+        """Length-bucketed evaluation: the sentences sorted by length (characters, a pair's two sides together), so
+        that each batch pads to little more than its own longest. Each sentence's embedding does not depend on
+        its batch companions (attention masks, masked pooling), so this changes nothing but the time (up to float
+        rounding); training batches are never bucketed, since there the batch composition is the negatives."""
         lengths = [len(s) if isinstance(s, str) else sum(len(t) for t in s) for s in split.samples]
-        order = torch.tensor(sorted(range(len(lengths)), key=lengths.__getitem__), dtype=torch.long)
-        out = []
-        with eval_mode(method):
-            for x in self.eval_inputs(split, data, device, batch_size, order):
-                out.append(method.embed(self.to_model(x)).float().cpu())
-        feats = torch.cat(out)
-        return torch.empty_like(feats).index_copy_(0, order, feats)
+        return torch.tensor(sorted(range(len(lengths)), key=lengths.__getitem__), dtype=torch.long)
 
     def eval_inputs(self, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                     indices: torch.Tensor | None = None) -> Iterator[Texts]:
