@@ -15,10 +15,10 @@ negatives (``negatives``) z_j drawn from a proposal distribution (``negatives_fr
     L       = mean over k of ( mean over the positions t of step k of l_{k,t} )
 
 Positions: every t with t + k inside the window's valid frames (T' - k per full window and step). Computed per
-k by :func:`sampled_info_nce`: anchors W_k c_t (A_k x D, A_k = B (T' - k) positions), positives z_{t+k}
-(A_k x D), per-anchor negatives as A_k x N indices into the batch's B T' latents. It is the shared
-:func:`sslbench.components.losses.info_nce` (``normalize=False``, ``in_batch=False``) on the gathered A_k x N x D
-negatives, values and gradients (tested), computed without gathering them (see below). Gradients flow into
+k by the shared :func:`sslbench.components.losses.info_nce` (``normalize=False``, ``in_batch=False``): anchors
+W_k c_t (A_k x D, A_k = B (T' - k) positions), positives z_{t+k} (A_k x D), the batch's B T' latents as the
+candidates and per-anchor negatives as A_k x N indices into them (``negative_index``: equal to the gathered
+A_k x N x D negatives, values and gradients, tested, without gathering them; see below). Gradients flow into
 every z, positives and negatives alike, as in the paper (one encoder, no stop-gradient).
 
 Negatives (``negatives_from``, the paper's Table 2 ablation): ``batch``, any latent frame of the minibatch
@@ -41,7 +41,7 @@ What differs from the paper:
   draws its own N, so no step's negatives contain its positive (CPC_audio shares one draw across k and
   excludes only frame t, so a future z_{t+k} of the same window can be a negative of step k).
 - The scores against the negatives are picked from the scores of every anchor against every frame of the batch
-  (:func:`sampled_info_nce`, equal to ``info_nce`` on the gathered A_k x N x D negatives, tested): the gathered
+  (``info_nce(..., negative_index=...)``, equal to ``info_nce`` on the gathered A_k x N x D negatives): the gathered
   form needs sum_k B (T' - k) N D floats for backward (23 GB at the paper's 64 windows on one device, 128
   negatives, D = 512) and took about 4/5 of a CPU step in batched products and scatter-adds.
 - ``temperature`` divides the scores (1.0: the paper's f_k, no temperature).
@@ -67,9 +67,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sslbench.components.losses import info_nce
 from sslbench.errors import ConfigError
 from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
@@ -133,25 +133,6 @@ def sample_negatives(valid: torch.Tensor, num_frames: int, steps: int, negatives
         r = r + (r >= rank[..., None]).long()  # skip the positive
         out.append(flat[(start[:, None, None] + r).clamp(0, flat.numel() - 1)])
     return out
-
-
-def sampled_info_nce(anchors: torch.Tensor, positives: torch.Tensor, candidates: torch.Tensor, index: torch.Tensor,
-                     temperature: float = 1.0) -> torch.Tensor:
-    """InfoNCE of each anchor against its positive and N negatives given as indices into shared candidates.
-
-    anchors, positives: A x D; candidates: M x D (every latent frame of the batch); index: int64 A x N.
-    Equals ``info_nce(anchors, positives, candidates[index], temperature, in_batch=False, normalize=False)``
-    (tested, values and gradients) without gathering the A x N x D negatives: the scores of every anchor
-    against all M candidates are one A x D @ D x M product and the N sampled columns are picked from it. On
-    2 CPU cores (FSDD, 32 windows of 30 frames, N = 128, D = 256) the gathered form's batched products and
-    its scatter-add backward took about 4/5 of a training step; here the loss is a few percent of it. Memory:
-    A x (1 + N) logits kept (as info_nce) plus a transient A x M, against A x N x D gathered floats.
-    """
-    scaled = anchors / temperature  # 1/t folded into the A x D anchors, as info_nce does
-    pos = (scaled * positives).sum(-1, keepdim=True)  # A x 1
-    neg = (scaled @ candidates.T).gather(1, index)  # A x N
-    logits = torch.cat([pos, neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
 
 
 def anchor_mask(valid: torch.Tensor, num_frames: int, k: int) -> torch.Tensor:
@@ -266,7 +247,8 @@ class CPC(Method):
                 if not bool(keep.any()):
                     continue
                 pred, pos, neg = pred[keep], pos[keep], neg[keep]
-            losses.append(sampled_info_nce(pred, pos, flat, neg, self.cfg.temperature))
+            losses.append(info_nce(pred, pos, flat, self.cfg.temperature, in_batch=False, normalize=False,
+                                   negative_index=neg))
         if not losses:
             raise ConfigError(f"cpc: no window of the batch has more than steps={self.cfg.steps} valid latent frames "
                               f"({SAMPLES_PER_FRAME} samples each): raise views.crop_samples or lower method.steps")

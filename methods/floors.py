@@ -61,6 +61,11 @@ class Floor(NothingToPretrain):
     def embed(self, x) -> torch.Tensor:
         return self.finetune_features(x)
 
+    @torch.no_grad()
+    def embed_frames(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame-level features: the raw inputs' (audio: MFCCs every 10 ms), or the encoder's."""
+        return self.modality_plugin.raw_frame_features(x) if self.cfg.pixels else super().embed_frames(x)
+
     def finetune_features(self, x) -> torch.Tensor:
         """The feature map the ``finetune`` protocol trains: the raw inputs, or the encoder."""
         return self.modality_plugin.raw_features(x) if self.cfg.pixels else self.modality_plugin.encode(self.encoder, x)

@@ -93,6 +93,11 @@ class Method(nn.Module):
         (a whole graph: N x feature_dim, one row per node)."""
         return self.modality_plugin.encode(self.encoder, x)
 
+    def embed_frames(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame-level frozen features for the ``frame_linear`` protocol: a batch -> (B x T' x D, int64 B valid
+        frames per sample), the encoder's (``Modality.encode_frames``)."""
+        return self.modality_plugin.encode_frames(self.encoder, x)
+
     # -- fine-tuning (the ``finetune`` protocol, and few-shot / noisy-label with ``head: finetune``)
 
     def finetune_features(self, x: Any) -> torch.Tensor:

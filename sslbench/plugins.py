@@ -136,6 +136,7 @@ BUILTIN_PROTOCOLS = {
     "logreg": "sslbench.protocols.logreg:LogRegProbe",
     "sts": "sslbench.protocols.sts:STS",
     "noisy_input": "sslbench.protocols.noisy_input:NoisyInput",
+    "frame_linear": "sslbench.protocols.frame_linear:FrameLinearProbe",
 }
 
 _extra_plugin_dirs: list[str] = []

@@ -70,7 +70,10 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
             for target, tctx in [(None, ctx), *((t, ctx.retarget(t)) for t in cfg.dataset.targets)]:
                 prefix = f"{target}:" if target else ""  # the primary labels unprefixed; features computed once
                 for pname, pcfg in cfg.protocols.items():
-                    for mname, metric in PROTOCOLS.get(pname)(pcfg).run(tctx).items():
+                    protocol = PROTOCOLS.get(pname)(pcfg)
+                    if target and not protocol.per_target:
+                        continue  # it reads labels of its own: the same numbers again
+                    for mname, metric in protocol.run(tctx).items():
                         record.add_metric(f"{prefix}{pname}.{mname}", metric)
     except KeyboardInterrupt as e:
         why = e.reason if isinstance(e, Interrupted) else "interrupted by the user"

@@ -17,7 +17,6 @@ from sslbench_methods.cpc import (
     anchor_mask,
     frames_of,
     sample_negatives,
-    sampled_info_nce,
 )
 from torch import nn
 
@@ -93,17 +92,25 @@ def test_loss_equals_the_naive_transcription_values_and_gradients(valid):
         assert torch.allclose(gf, gs, rtol=1e-8, atol=1e-12)
 
 
-def test_sampled_info_nce_equals_the_shared_info_nce_on_gathered_negatives():
+@pytest.mark.parametrize("normalize", [False, True])
+def test_indexed_negatives_equal_info_nce_on_the_gathered_negatives(normalize):
+    """info_nce's negative_index (CPC's sampled negatives) against the same call on cand[idx], A x N x D."""
     torch.manual_seed(1)
     a = torch.randn(20, 6, dtype=torch.float64, requires_grad=True)
     p = torch.randn(20, 6, dtype=torch.float64, requires_grad=True)
     cand = torch.randn(50, 6, dtype=torch.float64, requires_grad=True)
     idx = torch.randint(0, 50, (20, 7))
-    ours = sampled_info_nce(a, p, cand, idx, temperature=0.3)
-    shared = info_nce(a, p, cand[idx], temperature=0.3, in_batch=False, normalize=False)
+    ours = info_nce(a, p, cand, temperature=0.3, in_batch=False, normalize=normalize, negative_index=idx)
+    shared = info_nce(a, p, cand[idx], temperature=0.3, in_batch=False, normalize=normalize)
     assert torch.allclose(ours, shared, rtol=1e-12)
     for g1, g2 in zip(torch.autograd.grad(ours, [a, p, cand]), torch.autograd.grad(shared, [a, p, cand]), strict=True):
         assert torch.allclose(g1, g2, rtol=1e-10, atol=1e-14)
+
+
+def test_negative_index_needs_a_candidate_matrix():
+    a = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="negative_index"):
+        info_nce(a, a, None, negative_index=torch.zeros(4, 2, dtype=torch.long))
 
 
 def test_loss_at_initialisation_is_log_of_the_candidates():

@@ -28,6 +28,7 @@ def info_nce(
     in_batch: bool | str = True,
     normalize: bool = True,
     reduction: str = "mean",
+    negative_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE of each anchor against its positive.
 
@@ -37,6 +38,11 @@ def info_nce(
     in_batch:  also use the batch as negatives: True, every other anchor and every other positive
                (2N - 2 per anchor, SimCLR's NT-Xent when averaged over both directions); "positives",
                every other anchor's positive only (N - 1 per anchor: SimCSE, Gao et al. 2021, Eq. 1)
+    negative_index: int64 N x K, with 2-D ``negatives`` (M x D candidates): anchor i's negatives are the rows
+               ``negative_index[i]`` of the candidates (sampled per anchor, CPC's draws from the batch's frames).
+               Equal to passing the gathered N x K x D ``negatives[negative_index]`` (tested, values and
+               gradients) without gathering them: the N x M scores are one product and the K columns of each
+               row are picked from it (N x M transient, against N x K x D gathered floats)
     returns:   scalar (reduction "mean") or N losses ("none")
 
     Memory: the logits are built once (N x C, C candidates): 1/t is folded into the N x D
@@ -64,13 +70,19 @@ def info_nce(
     else:
         logits = (scaled * positives).sum(-1, keepdim=True)
         target = torch.zeros(n, dtype=torch.long, device=anchors.device)
+    if negative_index is not None and (negatives is None or negatives.dim() != 2):
+        raise ValueError("info_nce: negative_index needs 2-D negatives (the M x D candidates it indexes)")
     if negatives is not None:
-        if negatives.dim() == 2:
+        norms = torch.linalg.vector_norm(negatives, dim=-1).clamp_min(1e-12) if normalize else None
+        if negative_index is not None:
+            neg = (scaled @ negatives.T).gather(1, negative_index)  # N x M scores -> the N x K sampled columns
+            norms = None if norms is None else norms[negative_index]
+        elif negatives.dim() == 2:
             neg = scaled @ negatives.T  # N x K
         else:
             neg = torch.einsum("nd,nkd->nk", scaled, negatives)
-        if normalize:  # cosine similarity without an F.normalize copy of the (K or N x K) x D negatives
-            neg = neg / torch.linalg.vector_norm(negatives, dim=-1).clamp_min(1e-12)
+        if norms is not None:  # cosine similarity without an F.normalize copy of the (K or N x K) x D negatives
+            neg = neg / norms
         logits = torch.cat([logits, neg], dim=1)
         del neg
     return F.cross_entropy(logits, target, reduction=reduction)

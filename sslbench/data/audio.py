@@ -627,11 +627,39 @@ def _libri_folder(root: Path, download: bool) -> Path:
                             "SSLBENCH_DATA at a folder holding audio/LibriSpeech/train-clean-100/<speaker>/<chapter>/.")
 
 
+PHONES_FILE = "converted_aligned_phones.txt"  # CPC_audio's LibriSpeech-100 phone alignment (41 classes)
+
+
 def _read_ids(path: Path) -> set[str]:
     try:
         return {ln.strip() for ln in path.read_text().split("\n") if ln.strip()}
     except (OSError, UnicodeDecodeError) as err:
         raise DataFileError(f"{path} cannot be read as a list of utterance ids: {one_line(err)}") from err
+
+
+def read_frame_labels(path: Path) -> dict[str, torch.Tensor]:
+    """CPC_audio's frame alignment file (``converted_aligned_phones.txt``): one utterance a line, its id then one
+    integer class per 10 ms frame (``103-1240-0000 0 0 12 12 ...``) -> {id: int64 T}."""
+    out: dict[str, torch.Tensor] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataFileError(f"{path} cannot be read as a frame alignment: {one_line(err)}") from err
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            labels = [int(p) for p in parts[1:]]
+        except ValueError:
+            raise DataFileError(f"{path}:{n}: expected '<utterance id> <integer label per 10 ms frame> ...', got "
+                                f"{line[:60]!r}") from None
+        if not labels or min(labels) < 0:
+            raise DataFileError(f"{path}:{n}: utterance {parts[0]} has no frame labels or a negative one")
+        out[parts[0]] = torch.tensor(labels, dtype=torch.int64)
+    if not out:
+        raise DataFileError(f"{path} holds no frame alignment lines")
+    return out
 
 
 @register_dataset("librispeech100", "audio", description="LibriSpeech train-clean-100 (CPC's setting): 251 speakers, "
@@ -647,7 +675,7 @@ def load_librispeech100(root: Path, splits: Sequence[str], download: bool = Fals
     default looked for beside ``train-clean-100``), else a seeded stratified split per speaker (``test_fraction``
     0.2, ``split_seed`` 0): the CPC speaker probe splits each speaker's utterances. FLAC needs ``soundfile``.
     Decoded once (about 100 hours, int16 in the cache: 11.5 GB at 16 kHz), memory-mapped after."""
-    opts = _options("librispeech100", options, ("split_files", "test_fraction", "split_seed"))
+    opts = _options("librispeech100", options, ("split_files", "test_fraction", "split_seed", "phones"))
     requested = _check_splits("librispeech100", splits, ("train", "test", "all"))
     folder = _libri_folder(Path(root), download)
     names = folder_files(folder, (".flac",))
@@ -680,8 +708,24 @@ def load_librispeech100(root: Path, splits: Sequence[str], download: bool = Fals
     index["all"] = np.arange(len(ids))
     classes, targets, out = build_splits("librispeech100", source, usable, "speaker", ["chapter", "speaker"], index, requested,
                                          opts["sample_rate"])
+    phones, frame_targets = options.get("phones"), {}
+    if phones is None and (folder.parent / PHONES_FILE).is_file():
+        phones = folder.parent / PHONES_FILE
+    if phones is not None:  # CPC's phone alignment: frame labels for frame_linear
+        path = (Path(root) / Path(str(phones)).expanduser()).resolve()
+        if not path.is_file():
+            raise DataNotFoundError(f"Bad value for 'dataset.options.phones': {path} is not a file (CPC_audio's "
+                                    f"{PHONES_FILE}: '<utterance id> <phone per 10 ms> ...' lines)")
+        aligned = read_frame_labels(path)
+        count = 1 + max(int(v.max()) for v in aligned.values())
+        frame_targets = {"phone": [str(i) for i in range(count)]}
+        none = torch.zeros(0, dtype=torch.int64)
+        for name, split in out.items():
+            split.frame_targets = {"phone": [aligned.get(ids[i], none) for i in index[name].tolist()]}
+        extra.append(f"phones={file_sha256(path)}")
     info = DataInfo(name="librispeech100", modality="audio", num_classes=len(classes), classes=classes, channels=1,
-                    fingerprint=_fingerprint(source, opts, usable, *extra), source=str(folder), targets=targets)
+                    fingerprint=_fingerprint(source, opts, usable, *extra), source=str(folder), targets=targets,
+                    frame_targets=frame_targets)
     return info, out
 
 

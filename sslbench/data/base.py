@@ -78,6 +78,7 @@ class DataInfo:
     fingerprint: str = ""  # sha256 of the source files (or arrays), see data/fingerprint.py
     source: str = ""  # where it was read from (path), for provenance
     targets: dict[str, list[str]] = field(default_factory=dict)  # further label sets: name -> class names
+    frame_targets: dict[str, list[str]] = field(default_factory=dict)  # frame-level label sets -> class names
 
 
 @dataclass
@@ -93,6 +94,9 @@ class Split:
     targets: further label sets of the same samples, name -> int64 N (FSDD: {"speaker": ...} beside the
              digit ``labels``); their class names are in ``DataInfo.targets``. Protocols evaluate them when
              the suite lists them (``dataset.targets``); a modality's ``subset`` keeps them aligned.
+    frame_targets: frame-level label sets, name -> one int64 T_i tensor per sample (LibriSpeech phones from
+             a forced alignment, one label per 10 ms; an empty tensor where a sample has none); class names in
+             ``DataInfo.frame_targets``; read by the ``frame_linear`` protocol.
     """
 
     labels: torch.Tensor
@@ -103,6 +107,7 @@ class Split:
     samples: Any = None
     extra: dict = field(default_factory=dict)
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    frame_targets: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

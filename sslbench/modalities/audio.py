@@ -39,7 +39,7 @@ from ..plugins import register_modality
 from ..registry import warn_once
 from ..seeding import step_seed
 from ..views.audio import AudioViewConfig, Waveforms, as_waveforms, check_audio_views, random_view
-from .base import IndexedBatchSource, Modality, eval_mode, subset_targets
+from .base import IndexedBatchSource, Modality, subset_targets
 
 DEFAULT_SAMPLE_RATE = 16000
 EVAL_BATCH_SAMPLES = 1 << 21  # padded samples per evaluation batch (B x T_max): 131 s of 16 kHz audio
@@ -186,6 +186,41 @@ def mfcc_features(w: Waveforms) -> torch.Tensor:
     return torch.stack(out)
 
 
+@torch.no_grad()
+def mfcc_frames(w: Waveforms) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MFCC floor of frame probes: (B x T' x 39, int64 B valid frames): 13 MFCCs with deltas and
+    delta-deltas every 10 ms (25 ms windows centred on the frame starts, as a 10 ms alignment labels them: frame
+    t covers samples [t hop, (t + 1) hop)), T' = length // hop per clip, deltas over each clip's own frames."""
+    import torchaudio.functional as AF
+
+    rate = int(w.sample_rate)
+    n_fft, hop = round(WIN_S * rate), round(HOP_S * rate)
+    mfcc = _mfcc_centred(rate, w.x.device)
+    valid = (w.lengths // hop).clamp(min=1)
+    t_max = int(valid.max()) if len(valid) else 0
+    out = torch.zeros(w.x.shape[0], t_max, 3 * N_MFCC, device=w.x.device)
+    for i, (n, f) in enumerate(zip(w.lengths.tolist(), valid.tolist(), strict=True)):
+        x = w.x[i, 0, :max(int(n), 1)].float()
+        c = mfcc(torch.nn.functional.pad(x, (0, max(0, n_fft - x.shape[-1]))))[:, :f]  # 13 x f
+        d1 = AF.compute_deltas(c, win_length=DELTA_WIN)
+        d2 = AF.compute_deltas(d1, win_length=DELTA_WIN)
+        out[i, :c.shape[1]] = torch.cat([c, d1, d2]).T
+    return out, valid
+
+
+def _mfcc_centred(rate: int, device: torch.device) -> torch.nn.Module:
+    key = (rate, f"{device}-centred")
+    if key not in _mfcc_cache:
+        import torchaudio
+
+        n_fft, hop = round(WIN_S * rate), round(HOP_S * rate)
+        _mfcc_cache[key] = torchaudio.transforms.MFCC(
+            sample_rate=rate, n_mfcc=N_MFCC, log_mels=True,
+            melkwargs=dict(n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=N_MELS, center=True),
+        ).to(device)
+    return _mfcc_cache[key]
+
+
 @register_modality("audio")
 class AudioModality(Modality):
     unit = "seconds"  # of audio: throughput is seconds of audio per second
@@ -223,8 +258,9 @@ class AudioModality(Modality):
         extra = dict(split.extra or {})
         if extra.get("files") is not None:
             extra["files"] = [extra["files"][i] for i in idx.tolist()]
+        frames = {k: [v[i] for i in idx.tolist()] for k, v in split.frame_targets.items()}
         return Split(labels=split.labels[idx], samples=_take(split.samples, idx), extra=extra,
-                     targets=subset_targets(split, idx))
+                     targets=subset_targets(split, idx), frame_targets=frames)
 
     def eval_inputs(self, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                     indices: torch.Tensor | None = None) -> Iterator[Waveforms]:
@@ -235,26 +271,24 @@ class AudioModality(Modality):
         for i in range(0, len(idx), batch_size):
             yield Waveforms.collate([split.samples[int(j)] for j in idx[i:i + batch_size]], rate).to(device)
 
-    @torch.no_grad()
-    def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
-                 shared: dict) -> torch.Tensor:
-        """Frozen features N x D in the split's order, computed over batches of clips sorted by length (at most
-        ``batch_size`` clips and ``EVAL_BATCH_SAMPLES`` padded samples a batch). A clip's features do not depend
-        on its batch (the encoder pools over its valid frames), so the sorting changes only the time."""
+    def eval_batches(self, split: Split, data: DataInfo, device: torch.device, batch_size: int
+                     ) -> Iterator[tuple[torch.Tensor, Waveforms]]:
+        """Whole clips sorted by length, at most ``batch_size`` clips and ``EVAL_BATCH_SAMPLES`` padded samples a
+        batch. A clip's features do not depend on its batch (the encoder pools over its valid frames, and its
+        frames are zeroed past the clip's end), so the sorting changes only the time."""
         lengths = clip_lengths(split.samples)
         order = torch.argsort(lengths, stable=True)
         rate = split_rate(split, data)
-        out, i = [], 0
-        with eval_mode(method):
-            while i < len(order):
-                j = i + 1
-                while j < len(order) and j - i < batch_size and int(lengths[order[j]]) * (j - i + 1) <= EVAL_BATCH_SAMPLES:
-                    j += 1
-                x = Waveforms.collate([split.samples[int(k)] for k in order[i:j]], rate).to(device)
-                out.append(method.embed(self.to_model(x)).float().cpu())
-                i = j
-        feats = torch.cat(out) if out else torch.zeros(0, 0)
-        return torch.empty_like(feats).index_copy_(0, order, feats)
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and j - i < batch_size and int(lengths[order[j]]) * (j - i + 1) <= EVAL_BATCH_SAMPLES:
+                j += 1
+            yield order[i:j], Waveforms.collate([split.samples[int(k)] for k in order[i:j]], rate).to(device)
+            i = j
+
+    def raw_frame_features(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return mfcc_frames(as_waveforms(x))
 
     def finetune_inputs(self, split: Split, data: DataInfo, device: torch.device, augment: bool,
                         views: dict) -> Callable[[torch.Tensor], Waveforms]:

@@ -176,18 +176,57 @@ class Modality:
             else:
                 yield _collate([split.dataset[int(j)][0] for j in chunk]).to(device)
 
+    def eval_batches(self, split: Split, data: DataInfo, device: torch.device, batch_size: int
+                     ) -> Iterator[tuple[torch.Tensor, Any]]:
+        """The split's evaluation batches as (int64 positions in the split, inputs on ``device``), every sample
+        once, in :meth:`eval_order`; what :meth:`features` and :meth:`frame_features` embed. A modality may
+        batch differently (audio: by length, under a budget of padded samples)."""
+        order = self.eval_order(split)
+        idx = torch.arange(len(split)) if order is None else order
+        for i, x in zip(range(0, len(idx), batch_size), self.eval_inputs(split, data, device, batch_size, order),
+                        strict=True):
+            yield idx[i:i + batch_size], x
+
     @torch.no_grad()
     def features(self, method: Any, split: Split, data: DataInfo, device: torch.device, batch_size: int,
                  shared: dict) -> torch.Tensor:
-        """``method.embed`` in eval mode over a split: N samples -> N x D float32 on the CPU. ``shared`` is a
-        per-run dict the modality may keep results in across splits (a graph embeds once for every split)."""
-        order = self.eval_order(split)
-        out = []
+        """``method.embed`` in eval mode over a split: N samples -> N x D float32 on the CPU, in the split's
+        order. ``shared`` is a per-run dict the modality may keep results in across splits (a graph embeds
+        once for every split)."""
+        out, where = [], []
         with eval_mode(method):
-            for x in self.eval_inputs(split, data, device, batch_size, order):
+            for idx, x in self.eval_batches(split, data, device, batch_size):
                 out.append(method.embed(self.to_model(x)).float().cpu())
+                where.append(idx)
         feats = torch.cat(out)
-        return feats if order is None else torch.empty_like(feats).index_copy_(0, order, feats)
+        return torch.empty_like(feats).index_copy_(0, torch.cat(where), feats)
+
+    @torch.no_grad()
+    def frame_features(self, method: Any, split: Split, data: DataInfo, device: torch.device,
+                       batch_size: int) -> list[torch.Tensor]:
+        """``method.embed_frames`` in eval mode over a split: one T_i x D float32 CPU tensor per sample (its
+        valid frames), in the split's order; the ``frame_linear`` protocol's features."""
+        out: list[torch.Tensor | None] = [None] * len(split)
+        with eval_mode(method):
+            for idx, x in self.eval_batches(split, data, device, batch_size):
+                feats, valid = method.embed_frames(self.to_model(x))
+                for row, (j, v) in enumerate(zip(idx.tolist(), valid.tolist(), strict=True)):
+                    out[j] = feats[row, :int(v)].float().cpu()
+        return out  # type: ignore[return-value]
+
+    def encode_frames(self, encoder: torch.nn.Module, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """An encoder's frame-level features of a batch: (B x T' x D, int64 B valid frames), from its
+        ``frame_features`` (audio's ``cpc-conv``: the context c_t, one frame per 10 ms)."""
+        fn = getattr(encoder, "frame_features", None)
+        if not callable(fn):
+            raise ConfigError(f"encoder {type(encoder).__name__} gives no frame-level features (no frame_features()); "
+                              "frame_linear needs one (audio: cpc-conv)")
+        return fn(x)
+
+    def raw_frame_features(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw inputs as frame-level features (audio: MFCCs every 10 ms): (B x T' x D, int64 B valid)."""
+        raise ConfigError(f"the {self.name} modality has no frame-level raw features (frame_linear with "
+                          "baseline.pixels)")
 
     def eval_order(self, split: Split) -> torch.Tensor | None:
         """The order in which :meth:`features` batches the split's samples (features come back in the split's

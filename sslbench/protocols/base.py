@@ -23,6 +23,9 @@ from ..results.records import Metric
 class Protocol:
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
+    # evaluated again on each further label set of ``dataset.targets`` (False: it reads labels of its own,
+    # frame_linear's frame labels, so a retargeted run would repeat it)
+    per_target: ClassVar[bool] = True
 
     @dataclass
     class Config:
