@@ -34,6 +34,15 @@ def regression(session: nox.Session) -> None:
 
 
 @nox.session
+def gpu(session: nox.Session) -> None:
+    """The GPU check (benchmarks/gpu_check.py): every method a few steps on CUDA in bf16 autocast, 2-rank data
+    parallel where two GPUs exist, the SimCLR / MoCo profile against the analytic memory; records and a summary
+    under results/gpu-check. Extra arguments go to the script (e.g. -- --only simclr)."""
+    _install(session)
+    session.run("python", "benchmarks/gpu_check.py", "--data-dir", session.env["SSLBENCH_DATA"], *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the package, the built-in methods, the tests and the benchmarks."""
     session.install("ruff")

@@ -224,6 +224,7 @@ def _mfcc_centred(rate: int, device: torch.device) -> torch.nn.Module:
 @register_modality("audio")
 class AudioModality(Modality):
     unit = "seconds"  # of audio: throughput is seconds of audio per second
+    check_suite = "fsdd-cpc"  # the smallest real-data suite: smoke runs, benchmarks/gpu_check.py
     view_config = AudioViewConfig
     supports_finetune = True
 

@@ -92,6 +92,7 @@ class Modality:
 
     name: ClassVar[str] = ""
     unit: ClassVar[str] = "samples"  # what a step processes: throughput is reported in <unit>/s
+    check_suite: ClassVar[str | None] = None  # its smallest real-data suite (benchmarks/gpu_check.py runs it)
     view_config: ClassVar[type | None] = None  # dataclass of the suite's `views:` section
     supports_finetune: ClassVar[bool] = True  # whether protocols may train the encoder on this modality
 

@@ -48,6 +48,7 @@ class GraphBatchSource:
 @register_modality("graph")
 class GraphModality(Modality):
     unit = "nodes"
+    check_suite = "cora-dgi"  # the smallest real-data suite: smoke runs, benchmarks/gpu_check.py
     view_config = GraphViewConfig
     supports_finetune = False
 

@@ -117,6 +117,7 @@ class ImageBatchSource(IndexedBatchSource):
 @register_modality("image")
 class ImageModality(Modality):
     unit = "images"
+    check_suite = "digits-linear"  # the smallest real-data suite: smoke runs, benchmarks/gpu_check.py
     view_config = ImageViewConfig
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:

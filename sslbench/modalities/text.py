@@ -48,6 +48,7 @@ class TextBatchSource(IndexedBatchSource):
 @register_modality("text")
 class TextModality(Modality):
     unit = "sentences"
+    check_suite = "sst2-simcse"  # the smallest real-data suite: smoke runs, benchmarks/gpu_check.py
     view_config = TextViewConfig
     supports_finetune = True
 
