@@ -57,6 +57,12 @@ mixed batch with negatives restricted to the speaker's windows, the same proposa
 the encoder's architecture through ``channels``, ``norm`` and ``context`` (None: the suite's
 ``encoder.options``); the method rebuilds those parts of a ``cpc-conv`` encoder in ``setup``.
 
+Data parallel (``torchrun``, ``--nproc``; ``gather``, on by default): each rank encodes its shard of the global
+batch; z and c are all-gathered with their gradients (:func:`sslbench.components.gather.gather_with_grad`), the
+negatives are drawn over the global batch's frames with rank 0's seed, and every rank computes the loss of the
+whole global batch: the same loss and, after the engine's gradient mean, the same step as one process with the
+global batch (tested). ``gather: false`` keeps each rank's negatives within its own shard.
+
 Frozen features (``embed``, every protocol and the floors): the encoder's pooled context (the mean of c_t
 over a clip's valid frames by default; ``encoder.options.pooling``).
 """
@@ -69,6 +75,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslbench import distributed
+from sslbench.components.gather import gather_nograd, gather_with_grad
 from sslbench.components.losses import info_nce
 from sslbench.errors import ConfigError
 from sslbench.method import Batch, Method, StepOutput
@@ -177,6 +185,7 @@ class CPC(Method):
         channels: int | None = None
         norm: str | None = None
         context: str | None = None
+        gather: bool = True  # data parallel: latents, contexts and negatives of the global batch (False: this rank's)
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -211,9 +220,12 @@ class CPC(Method):
 
     # ------------------------------------------------------------ the loss
 
-    def sample(self, valid: torch.Tensor, num_frames: int, groups: torch.Tensor) -> list[torch.Tensor]:
-        """:func:`sample_negatives` with the config's K and N, from a generator seeded by torch's global one."""
-        seed = int(torch.randint(0, 2**62, (1,)))
+    def sample(self, valid: torch.Tensor, num_frames: int, groups: torch.Tensor, seed: int | None = None
+               ) -> list[torch.Tensor]:
+        """:func:`sample_negatives` with the config's K and N, from a generator seeded by ``seed`` (default: a
+        draw from torch's global generator, which the engine seeds per step)."""
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)))
         gen = torch.Generator(device=valid.device).manual_seed(seed)
         return sample_negatives(valid, num_frames, self.cfg.steps, self.cfg.negatives, groups, gen)
 
@@ -269,9 +281,18 @@ class CPC(Method):
         else:
             valid = frames_of(torch.as_tensor(lengths, device=samples.device).long()).clamp(0, t_frames)
         full = lengths is None or bool((valid >= t_frames).all())
-        negatives = self.sample(valid, t_frames, self.pool_groups(b, batch.groups, samples.device))
+        seed = int(torch.randint(0, 2**62, (1,)))  # the negatives' draw; rank 0's on every rank (below)
+        groups = self.pool_groups(b, batch.groups, samples.device)
         z = self.encoder.frames(samples, None if full else lengths)
         c = self.encoder.context(z)
+        if self.cfg.gather and distributed.active():
+            # data parallel: the global batch's latents are the candidates, and every rank computes the loss of
+            # the whole global batch with the same negatives (components/gather.py: gradient scaling)
+            z, c, valid = gather_with_grad(z), gather_with_grad(c), gather_nograd(valid)
+            groups = self.pool_groups(z.shape[0], gather_nograd(batch.groups) if batch.groups is not None else None,
+                                      samples.device)
+            seed = distributed.broadcast_int(seed)
+        negatives = self.sample(valid, t_frames, groups, seed)
         return StepOutput(loss=self.cpc_loss(z, c, valid, negatives))
 
     # ------------------------------------------------------------ the negatives axis (sslbench profile)

@@ -36,6 +36,12 @@ Run it under a fine-tuning protocol with zero pretraining epochs, as the floors:
 ``needs_labels`` stays False: it only makes the pretraining loaders put labels in the batch, and
 SCL has nothing to pretrain; the fine-tuning path takes its labels (a few-shot subset, noisy
 labels) from the protocol and hands them to :meth:`finetune_loss`.
+
+Data parallel: the SCL term's features are all-gathered with their gradient and the labels without
+(:mod:`sslbench.components.gather`), so an anchor's positives and negatives are the global batch's and N
+is the global batch size (``method.gather: false``: this rank's shard). Fine-tuning protocols run on rank
+0 alone after pretraining (collectives off), where the gather is the identity; the gathered form serves a
+fine-tuning loop run on every rank.
 """
 
 from __future__ import annotations
@@ -45,17 +51,21 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from sslbench.components.gather import gather_nograd, gather_with_grad
 from sslbench.components.losses import supcon
 from sslbench.method import Method, NothingToPretrain
 from sslbench.plugins import register_method
 from sslbench.validation import check, check_section, probability
 
 
-def scl_term(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+def scl_term(features: torch.Tensor, labels: torch.Tensor, temperature: float, gather: bool = False) -> torch.Tensor:
     """Gunel et al.'s L_SCL on a batch, divided by the batch size N (see the module docstring).
 
-    features: N x D (normalised here), labels: int N -> scalar
+    features: N x D (normalised here), labels: int N -> scalar. ``gather``: features and labels of every
+    rank's shard first (the global batch; the identity on one process).
     """
+    if gather:
+        features, labels = gather_with_grad(features), gather_nograd(labels)
     return supcon(features, labels, temperature=temperature, reduction="sum") / features.shape[0]
 
 
@@ -68,6 +78,7 @@ class SCL(NothingToPretrain):
     class Config(Method.Config):
         lam: float = field(default=0.9, metadata=check(probability, "a weight in [0, 1]"))  # 0: cross-entropy alone (scl.ce)
         temperature: float = 0.3  # tau > 0
+        gather: bool = True  # data parallel: the SCL term over every rank's shard (False: this rank's only)
 
     def setup(self) -> None:
         check_section(self.cfg, "method")  # lam in [0, 1], temperature > 0 (also when built outside a suite)
@@ -78,7 +89,7 @@ class SCL(NothingToPretrain):
         ce = F.cross_entropy(logits, labels)
         if lam == 0.0:
             return ce
-        scl = scl_term(features.flatten(1), labels, float(self.cfg.temperature))
+        scl = scl_term(features.flatten(1), labels, float(self.cfg.temperature), gather=bool(self.cfg.gather))
         if lam == 1.0:
             return scl
         return (1.0 - lam) * ce + lam * scl

@@ -2,6 +2,12 @@
 
 Two views of each image -> encoder f -> projection head g -> NT-Xent over the 2N
 views with temperature t (Eq. 1). The frozen representation is f's output (before g).
+
+Data parallel (``torchrun``, ``--nproc``): each rank encodes its shard of the global batch and the
+projections are all-gathered with their gradient (:func:`sslbench.components.gather.gather_with_grad`),
+so the negatives are the whole global batch, 2N - 2 per anchor, as in the paper (Sec. 2.2: the batch of N
+is the training batch across all TPU cores); ``method.gather: false`` keeps each rank's own 2N/W - 2 (an
+ablation, what SimCLR's own GPU code did).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sslbench.components.gather import gather_with_grad
 from sslbench.components.heads import mlp_head
 from sslbench.components.losses import info_nce_logit_bytes, nt_xent, per_sample_activation_bytes
 from sslbench.method import Batch, Method, StepOutput
@@ -28,6 +35,7 @@ class SimCLR(Method):
         proj_hidden_dim: int = 2048
         proj_dim: int = 128
         proj_layers: int = 2
+        gather: bool = True  # data parallel: negatives from every rank's shard (False: this rank's only)
 
     def setup(self) -> None:
         c = self.cfg
@@ -38,7 +46,10 @@ class SimCLR(Method):
         n = x1.shape[0]
         h = self.encoder(torch.cat([x1, x2]))  # 2N x feature_dim: one pass keeps BN statistics over both views
         z = self.projector(h)  # 2N x proj_dim
-        loss = nt_xent(z[:n], z[n:], temperature=self.cfg.temperature)
+        z1, z2 = z[:n], z[n:]
+        if self.cfg.gather:  # the global batch's views from every rank (identity on one process)
+            z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
+        loss = nt_xent(z1, z2, temperature=self.cfg.temperature)
         return StepOutput(loss=loss)
 
     def num_negatives(self, batch_size: int) -> int:

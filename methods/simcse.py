@@ -19,6 +19,10 @@ unsupervised BERT-base): batch 64, lr 3e-5, max length 32, 1 epoch over 10^6 Wik
 tau 0.05, [CLS] pooling, model selection on STS-B dev every 250 steps. The suites here train on a
 data set's own sentences (SST-2, MR) on a CPU; the pooling is the encoder's option
 (``encoder.options.pooling``).
+
+Data parallel: both views' MLP outputs are all-gathered with their gradient
+(:func:`sslbench.components.gather.gather_with_grad`), so every anchor's negatives are the global
+batch's other sentences (``method.gather: false``: this rank's only).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from sslbench.components.gather import gather_with_grad
 from sslbench.components.losses import info_nce, info_nce_logit_bytes, per_sample_activation_bytes
 from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
@@ -42,6 +47,7 @@ class SimCSE(Method):
     class Config(Method.Config):
         temperature: float = field(default=0.05, metadata=check(positive, "a temperature > 0"))
         mlp: bool = True  # the train-time MLP over the pooled output (False: InfoNCE on the pooled output itself)
+        gather: bool = True  # data parallel: negatives from every rank's shard (False: this rank's only)
 
     def setup(self) -> None:
         h = self.feature_dim
@@ -57,7 +63,10 @@ class SimCSE(Method):
         n = len(v1)
         both = type(v1)([*v1, *v2], max_length=getattr(v1, "max_length", None))  # one 2N pass, 2N dropout masks
         z = self.mlp(self.modality_plugin.encode(self.encoder, both))  # 2N x H
-        loss = info_nce(z[:n], z[n:], temperature=self.cfg.temperature, in_batch="positives")
+        z1, z2 = z[:n], z[n:]
+        if self.cfg.gather:  # the global batch from every rank (identity on one process)
+            z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
+        loss = info_nce(z1, z2, temperature=self.cfg.temperature, in_batch="positives")
         return StepOutput(loss=loss)
 
     def num_negatives(self, batch_size: int) -> int:

@@ -28,7 +28,7 @@ from .config import RunConfig, config_hash, resolved_dict
 from .data import data_root, load_dataset
 from .data.base import DataInfo, Split
 from .device import select_device
-from .engine import Trainer
+from .engine import Trainer, check_sync_bn
 from .errors import ConfigError
 from .method import Method
 from .plugins import METHODS, PROTOCOLS, get_modality
@@ -43,6 +43,7 @@ class RunOptions:
     download: bool = False
     resume: bool = False
     progress: bool = True
+    tracking: Any = None  # sslbench.tracking.TrackingOptions (--track); None: no tracking
 
 
 @dataclass
@@ -107,7 +108,7 @@ def build_method(cfg: RunConfig, cls: type, info: DataInfo, train: Split) -> Met
 
 
 def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | None = None,
-              stop: Any = None) -> Run:
+              stop: Any = None, tracker: Any = None) -> Run:
     """Data, device, seeds, encoder, method and trainer of one run, in the order that fixes its numbers."""
     info, splits = load_run_data(cfg, opts)
     train = train_split(cfg, info, splits)
@@ -119,8 +120,20 @@ def build_run(cfg: RunConfig, cls: type, opts: RunOptions, checkpoint: Path | No
     seed_everything(cfg.seed, cfg.pretrain.deterministic)
     method = build_method(cfg, cls, info, pretrain)
     trainer = Trainer(method, pretrain, info, cfg.views, cfg.pretrain, cfg.seed, device, checkpoint=checkpoint,
-                      progress=opts.progress, config_hash=chash, stop=stop)
+                      progress=opts.progress, config_hash=chash, stop=stop, tracker=tracker)
     return Run(cfg, cls, info, train, splits.get(cfg.dataset.test), pretrain, device, chash, trainer.method, trainer)
+
+
+def check_distributed(cfg: RunConfig, opts: RunOptions, world: int) -> None:
+    """Whether this run can be split over ``world`` processes (data parallel), checked before any process
+    starts or joins a group: the data's modality must split its steps (graphs train full-graph and refuse),
+    the global ``pretrain.batch_size`` must divide evenly, and ``pretrain.sync_bn`` needs CUDA. One line each."""
+    if world <= 1:
+        return
+    info, _ = load_run_data(cfg, opts)
+    get_modality(info.modality).check_distributed(world, cfg.pretrain)
+    if cfg.pretrain.sync_bn:
+        check_sync_bn(select_device(cfg.pretrain.device))
 
 
 def preflight(cfg: RunConfig, cls: type, opts: RunOptions) -> None:
@@ -177,5 +190,5 @@ def new_record(cfg: RunConfig, cls: type, info: DataInfo, *, run_id: str, config
 
 
 __all__ = ["RunOptions", "Run", "safe_component", "build_run", "build_method", "load_run_data", "train_split", "pretrain_split",
-           "preflight",
+           "preflight", "check_distributed",
            "new_run_id", "new_record"]

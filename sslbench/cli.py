@@ -59,8 +59,9 @@ from .commands.compare import compare_cmd  # noqa: E402
 from .commands.list import list_cmd  # noqa: E402
 from .commands.profile import profile_cmd  # noqa: E402
 from .commands.run import run_cmd  # noqa: E402
+from .commands.sweep import sweep_cmd  # noqa: E402
 
-for _command in (list_cmd, run_cmd, profile_cmd, compare_cmd):
+for _command in (list_cmd, run_cmd, profile_cmd, compare_cmd, sweep_cmd):
     cli.add_command(_command)
 
 

@@ -66,6 +66,8 @@ class PretrainConfig:
     # stop once the epoch's mean training loss has not improved for this many epochs and restore the
     # weights of the best epoch (DGI's early stopping, patience 20); 0: train for ``epochs``
     early_stop_patience: int = 0
+    # data parallel only: BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm; CUDA devices only)
+    sync_bn: bool = False
 
 
 @dataclass
@@ -90,7 +92,8 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
 # Keys added after results were first recorded, with their defaults: left out of the hash while they
 # hold that default, so adding an option does not orphan every earlier record and baseline.
 LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,
-                                 "dataset.pretrain_split": None, "dataset.targets": [], "method_options.pretrained": False}
+                                 "dataset.pretrain_split": None, "dataset.targets": [], "method_options.pretrained": False,
+                                 "pretrain.sync_bn": False, "method_options.gather": True}
 
 
 def to_dict(cfg: Any) -> Any:

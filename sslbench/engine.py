@@ -9,6 +9,7 @@ uninterrupted run would have taken.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .atomic import atomic_write
 from .config import PretrainConfig
 from .data.base import DataInfo, Split
 from .device import autocast_dtype
 from .errors import ConfigError
-from .interrupt import GracefulStop, NoStop
+from .interrupt import GracefulStop, Interrupted, NoStop
 from .method import Batch, Method
 from .plugins import get_modality
+from .tracking import NullTracker, StepMeter, Tracker
 
 EPOCH_CHECKPOINT_MIN_S = 5.0  # automatic checkpoints at epoch ends are at least this many seconds apart
 
@@ -141,6 +144,13 @@ class EarlyStopping:
             self._sum, self._count = state.get("epoch_sum", 0.0), state.get("epoch_count", 0)
 
 
+def check_sync_bn(device: torch.device) -> None:
+    """``pretrain.sync_bn`` needs CUDA: torch's SyncBatchNorm refuses CPU tensors (torch 2.11)."""
+    if device.type != "cuda":
+        raise ConfigError(f"pretrain.sync_bn: true needs CUDA devices (torch.nn.SyncBatchNorm does not run on "
+                          f"{device.type}); set pretrain.sync_bn=false, or train on GPUs")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save through the one atomic writer (temporary file, then rename)."""
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
@@ -157,10 +167,17 @@ class Trainer:
 
     def __init__(self, method: Method, split: Split, data: DataInfo, views_cfg, cfg: PretrainConfig, seed: int,
                  device: torch.device, checkpoint: Path | None = None, progress: bool = True,
-                 config_hash: str = "", stop: GracefulStop | NoStop | None = None):
+                 config_hash: str = "", stop: GracefulStop | NoStop | None = None,
+                 tracker: Tracker | None = None):
         modality = get_modality(data.modality)
         method = modality.prepare_model(method)
+        if cfg.sync_bn and distributed.world_size() > 1:  # BN statistics over the global batch
+            check_sync_bn(device)
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
         self.method, self.cfg, self.seed, self.device = method.to(device), cfg, seed, device
+        # every rank starts from rank 0's weights and buffers (the same seed builds the same ones already;
+        # this keeps it so for inits that are not seeded alike, e.g. nondeterministic CUDA kernels)
+        distributed.broadcast_module(self.method)
         self.source = modality.batch_source(split, data, method, views_cfg, cfg, seed, device)
         self.samples_per_step, self.unit = self.source.samples_per_step, modality.unit
         # epochs 0 evaluates the randomly initialised encoder: the floor every method must beat
@@ -168,12 +185,15 @@ class Trainer:
         self.warmup = int(round(cfg.warmup_epochs * self.source.steps_per_epoch))
         self.optimizer = build_optimizer(method, cfg)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]  # averaged over the ranks
+        self._stop_agreed = False  # data parallel: some rank was signalled by this step (all ranks stop together)
         self.amp = autocast_dtype(cfg.precision, device)
-        self.checkpoint, self.progress, self.config_hash = checkpoint, progress, config_hash
+        self.checkpoint, self.progress, self.config_hash = checkpoint, progress and distributed.is_main(), config_hash
         self.step = 0
         self.history: list[list[float]] = []
         self.early = EarlyStopping(cfg.early_stop_patience)
         self.stop = stop or NoStop()  # Ctrl-C / SIGTERM: finish the step, checkpoint, raise Interrupted
+        self.tracker = tracker or NullTracker()  # --track: logs at each loss-history step (sslbench.tracking)
         self._last_save = time.monotonic()
 
     # -- checkpoints
@@ -220,7 +240,7 @@ class Trainer:
         return self.step
 
     def _save(self) -> None:
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and distributed.is_main():  # the ranks' weights are the same: rank 0 writes
             save_checkpoint(self.checkpoint, self.state())
             self._last_save = time.monotonic()
 
@@ -242,6 +262,7 @@ class Trainer:
         bs = self.source.samples_per_step
         t0 = time.perf_counter()
         start_step = self.step
+        meter = StepMeter(bs, self.device, self.step)
         last_loss = float("nan")
         from .progress import TrainProgress
 
@@ -260,10 +281,12 @@ class Trainer:
                         break
                     if self.step % max(1, spe // 20) == 0 or self.step == self.total_steps:
                         self.history.append([self.step, last_loss])
+                        self.tracker.log_step(self.step, meter(self.step, last_loss, self.optimizer))
                     bar.update(self.step, last_loss)
-                    if self.stop.requested is not None:
+                    signum = self._stop_signal()
+                    if signum is not None:
                         self._save()  # the completed step: --resume replays from exactly here
-                        self.stop.raise_if_requested()
+                        raise Interrupted(signum)
                     if self._checkpoint_due(spe):
                         self._save()
                     if self.step >= self.total_steps or self.early.stopped:
@@ -282,6 +305,16 @@ class Trainer:
         res.wall_s = wall
         res.samples_per_s = (self.step - start_step) * bs / max(wall, 1e-9)
         return res
+
+    def _stop_signal(self) -> int | None:
+        """The signal to stop on after this step, or None. Data parallel: only once every rank knows (agreed
+        in the step's loss all-reduce), so that all stop after the same step and none waits at a collective
+        for a rank that has left; a rank signalled a moment later stops on the others' signal (SIGTERM)."""
+        if not distributed.active():
+            return self.stop.requested
+        if not self._stop_agreed:
+            return None
+        return self.stop.requested if self.stop.requested is not None else signal.SIGTERM
 
     def batches(self, n: int | None = None) -> Iterator[Batch]:
         """The run's batches from the current step on (``n`` of them, or to the end of the run, wrapping into
@@ -313,10 +346,14 @@ class Trainer:
             out = self.method.training_step(batch)
         loss = out.loss.float()
         value = float(loss.detach())
+        if distributed.active():  # the global batch's mean loss, and whether any rank has been signalled
+            total, signalled = distributed.all_reduce_sum([value, self.stop.requested is not None])
+            value, self._stop_agreed = total / distributed.world_size(), signalled > 0
         if not math.isfinite(value):
             return value
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self._params)  # DDP's mean over the ranks (no-op on one process)
         self.optimizer.step()
         self.method.after_step(self.step + 1, self.total_steps)
         return value

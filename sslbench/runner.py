@@ -17,6 +17,7 @@ import torch
 from .build import RunOptions, build_run, load_run_data, new_record, new_run_id, safe_component
 from .config import RunConfig, config_hash
 from .device import select_device
+from .distributed import is_main, local_only, world_size
 from .engine import TrainResult
 from .errors import SSLBenchError
 from .interrupt import GracefulStop, Interrupted
@@ -25,6 +26,7 @@ from .plugins import PROTOCOLS
 from .protocols.base import EvalContext
 from .provenance import code_info, environment_info, hardware_info, peak_memory_mb
 from .results.records import RunRecord, save_record
+from .tracking import final_metrics, make_tracker
 
 
 def work_dir(opts: RunOptions, cfg: RunConfig, chash: str) -> Path:
@@ -53,18 +55,21 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
     record = new_record(cfg, method_cls, info, run_id=new_run_id(cfg), config_hash=chash, code=code_info(),
                         environment=environment_info(), hardware=hardware_info(device))
     wdir = work_dir(opts, cfg, chash)
-    if not opts.resume and wdir.exists():
-        shutil.rmtree(wdir)  # a fresh start; safe: the caller holds this run's lock
+    record.world_size, record.global_batch = world_size(), cfg.pretrain.batch_size  # data parallel: W ranks
+    if not opts.resume and wdir.exists() and is_main():
+        shutil.rmtree(wdir)  # a fresh start; safe: the caller (rank 0) holds this run's lock
     result, unit, run, started = TrainResult(), "samples", None, False
+    tracker = make_tracker(opts.tracking, opts.out_dir, enabled=is_main())  # --track; else a NullTracker
     try:
-        run = build_run(cfg, method_cls, opts, checkpoint=wdir / CHECKPOINT, stop=stop)
+        run = build_run(cfg, method_cls, opts, checkpoint=wdir / CHECKPOINT, stop=stop, tracker=tracker)
         unit = run.trainer.unit
         if opts.resume:
             run.trainer.resume()  # a refused checkpoint is bad input: one line, exit 2, no record
         started = True
+        tracker.start(record.config, record.run_id, config_hash=chash)
         result = run.trainer.fit()
         record.status, record.error = result.status, result.error
-        if result.status == "ok":
+        if result.status == "ok" and is_main():  # data parallel: rank 0 evaluates alone, collectives off
             ctx = EvalContext(run.method, info, {"train": run.train, "test": run.test}, device, seed=cfg.seed,
                               data_root=opts.data_root)
             for target, tctx in [(None, ctx), *((t, ctx.retarget(t)) for t in cfg.dataset.targets)]:
@@ -73,7 +78,9 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
                     protocol = PROTOCOLS.get(pname)(pcfg)
                     if target and not protocol.per_target:
                         continue  # it reads labels of its own: the same numbers again
-                    for mname, metric in protocol.run(tctx).items():
+                    with local_only():
+                        metrics = protocol.run(tctx)
+                    for mname, metric in metrics.items():
                         record.add_metric(f"{prefix}{pname}.{mname}", metric)
     except KeyboardInterrupt as e:
         why = e.reason if isinstance(e, Interrupted) else "interrupted by the user"
@@ -96,6 +103,9 @@ def execute(cfg: RunConfig, method_cls: type, opts: RunOptions, stop: GracefulSt
     finally:
         if record is not None:
             _finish(record, result, device, t_start, cfg, unit)
+            tracker.log_final(final_metrics(record), step=result.steps)
+        tracker.close()  # a failing tracker is one warning, never an exception
+        if record is not None and is_main():  # one record per run, whatever the number of ranks
             save_record(record, opts.out_dir)
     return record
 

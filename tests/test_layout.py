@@ -14,14 +14,14 @@ PKG = ROOT / "sslbench"
 
 # commands -> runner / profiling -> build -> engine / protocols -> modalities -> data, views, components -> core
 LAYERS = [
-    {"commands", "cli", "__main__", "regression"},
+    {"commands", "cli", "__main__", "regression", "sweep"},
     {"runner", "profiling"},
     {"build"},
     {"engine", "protocols"},
     {"modalities"},
     {"data", "views", "components", "perturbations"},
     {"method", "config", "suites", "plugins", "registry", "errors", "atomic", "seeding", "device", "provenance",
-     "results", "progress", "interrupt", "locks", "validation"},
+     "results", "progress", "interrupt", "locks", "validation", "distributed", "tracking"},
 ]
 SIBLINGS_APART = {1, 3}  # runner and profiling, engine and protocols: neither imports the other
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

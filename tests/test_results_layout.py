@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"frame"},
     {"table"},
     {"render", "reference", "plots", "gate"},
+    {"html_report"},
     {"compare"},
 ]
 

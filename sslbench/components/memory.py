@@ -7,7 +7,9 @@
 Queue and bank are registered buffers, so ``state_dict()`` (and so the engine's
 checkpoints) carry them and a resumed run continues with exactly the same
 negatives. Both all-gather what they store when ``torch.distributed`` is
-initialised with more than one process; on one process that is a no-op.
+initialised with more than one process; on one process that is a no-op. Every rank then stores the same
+keys in the same order (the global batch's: rank 0's rows first), so queue and bank stay identical across
+ranks and equal to one process's on the global batch (tested in ``tests/test_distributed.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
+
 
 def is_distributed() -> bool:
-    """True when torch.distributed is initialised with more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True when torch.distributed is initialised with more than one process and collectives are on (not in
+    rank 0's evaluation, :func:`sslbench.distributed.local_only`)."""
+    return distributed.active()
 
 
 @torch.no_grad()

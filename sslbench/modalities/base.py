@@ -52,13 +52,30 @@ class IndexedBatchSource:
     ``(seed, global step)``, so augmentation and the method's own randomness replay on resume.
 
     Subclasses implement :meth:`make_batch` (indices -> :class:`Batch` on the device).
+
+    Data parallel (``rank``, ``world``; by default the process group's, :mod:`sslbench.distributed`):
+    ``batch_size`` is the global batch; every rank draws the same ``(seed, epoch)`` order and takes its
+    contiguous slice of ``batch_size / world`` indices of each global batch (rank 0 the first), so the
+    ranks of one step together hold exactly the samples of one process's step, and rank order is the global
+    batch's order (what an all-gather returns). Per-sample seeded views (``(seed, epoch, index)``: workers,
+    audio) are therefore the same as one process's; randomness drawn from the global generator (batched
+    augmentation, dropout, a method's draws) is seeded from ``(seed, step)`` on rank 0 and from
+    ``(seed, step, rank)`` on the others, so ranks do not repeat each other's draws. A global batch that
+    the world size does not divide is refused.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, num_samples: int, batch_size: int, seed: int, device: torch.device,
+                 rank: int | None = None, world: int | None = None):
+        from .. import distributed
+
         if batch_size > num_samples:
             raise ConfigError(f"pretrain.batch_size={batch_size} exceeds the {num_samples} training samples")
+        self.rank = distributed.rank() if rank is None else rank
+        self.world = distributed.world_size() if world is None else world
+        check_global_batch(batch_size, self.world)
         self.n, self.batch_size, self.seed, self.device = num_samples, batch_size, seed, device
-        self.samples_per_step = batch_size
+        self.local_batch = batch_size // self.world  # this rank's rows of each step
+        self.samples_per_step = batch_size  # the global batch: throughput counts every rank's samples
         self.steps_per_epoch = num_samples // batch_size
 
     def order(self, epoch: int) -> torch.Tensor:
@@ -66,12 +83,14 @@ class IndexedBatchSource:
         return torch.randperm(self.n, generator=g)
 
     def chunks(self, epoch: int, start: int) -> list[torch.Tensor]:
-        """Index tensors (int64, CPU) of the epoch's steps from ``start`` on."""
+        """Index tensors (int64, CPU) of the epoch's steps from ``start`` on: this rank's slice of each."""
         perm, bs = self.order(epoch), self.batch_size
-        return [perm[i * bs:(i + 1) * bs] for i in range(start, self.steps_per_epoch)]
+        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
+        return [perm[i * bs:(i + 1) * bs][lo:hi] for i in range(start, self.steps_per_epoch)]
 
     def seed_step(self, epoch: int, step_in_epoch: int) -> None:
-        torch.manual_seed(step_seed(self.seed, epoch * self.steps_per_epoch + step_in_epoch))
+        seed = step_seed(self.seed, epoch * self.steps_per_epoch + step_in_epoch)
+        torch.manual_seed(seed if self.rank == 0 else step_seed(seed, self.rank))
 
     def epoch_batches(self, epoch: int, start: int) -> Iterator[Batch]:
         for k, idx in enumerate(self.chunks(epoch, start)):
@@ -80,6 +99,14 @@ class IndexedBatchSource:
 
     def make_batch(self, idx: torch.Tensor) -> Batch:
         raise NotImplementedError
+
+
+def check_global_batch(batch_size: int, world: int) -> None:
+    """A global batch must split evenly over the ranks (every rank the same rows, an all-gather of equal shards)."""
+    if world > 1 and batch_size % world:
+        lower, upper = batch_size // world * world, -(-batch_size // world) * world
+        raise ConfigError(f"pretrain.batch_size={batch_size} (the global batch) is not divisible by the {world} "
+                          f"processes; use a multiple of {world} (e.g. {lower or upper} or {upper})")
 
 
 class Modality:
@@ -154,6 +181,12 @@ class Modality:
     def batch_source(self, split: Split, data: DataInfo, method: Any, views_cfg: Any, cfg: Any, seed: int,
                      device: torch.device) -> BatchSource:
         raise NotImplementedError(f"the {self.name} modality does not build pretraining batches")
+
+    def check_distributed(self, world: int, cfg: Any) -> None:
+        """Refuse (one-line ConfigError) pretraining over ``world`` > 1 processes that this modality cannot
+        split; ``cfg`` is the ``pretrain`` section. Default: batches of samples, the global batch split evenly
+        (:class:`IndexedBatchSource`)."""
+        check_global_batch(int(cfg.batch_size), world)
 
     # ------------------------------------------------------------ subsets
 
@@ -289,4 +322,4 @@ def loader_batches(dataset: Dataset, batch_size: int, device: torch.device) -> I
         yield x.to(device)
 
 
-__all__ = ["Modality", "BatchSource", "IndexedBatchSource", "MappedDataset", "eval_mode", "loader_batches"]
+__all__ = ["Modality", "BatchSource", "IndexedBatchSource", "check_global_batch", "MappedDataset", "eval_mode", "loader_batches"]

@@ -5,7 +5,8 @@ Every split of a graph data set shares one torch_geometric ``Data`` (x N x F, ed
 one step is the whole graph (DGI and GRACE train full-batch), so an epoch is one step and
 throughput is counted in nodes. Protocols embed the whole graph once per run and index each
 split's nodes. Subsets (few-shot, ``max_train_samples``) keep the graph whole and take fewer
-labelled nodes. Fine-tuning the encoder is not built for graphs.
+labelled nodes. Fine-tuning the encoder is not built for graphs, nor data-parallel pretraining
+(refused under more than one process: there is no batch to split).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from ..data.base import DataInfo, Split
+from ..errors import ConfigError
 from ..method import Batch
 from ..plugins import register_modality
 from ..seeding import step_seed
@@ -66,6 +68,12 @@ class GraphModality(Modality):
 
     def max_batch_size(self, split: Split) -> int | None:
         return None  # every step is the whole graph
+
+    def check_distributed(self, world: int, cfg: Any) -> None:
+        """Full-graph (transductive) training: one step is the whole graph, there is no batch to split."""
+        if world > 1:
+            raise ConfigError(f"Graph pretraining is full-graph (one step is the whole graph), so there is no batch "
+                              f"to split over {world} processes; run it in one process (no torchrun, no --nproc)")
 
     def batch_source(self, split: Split, data: DataInfo, method: Any, views_cfg: Any, cfg: Any, seed: int,
                      device: torch.device) -> GraphBatchSource:

@@ -21,8 +21,13 @@ Schema (``schema_version`` 1)::
       "code": {"git_sha": "...", "git_dirty": false, "package_version": "0.1.0"},
       "environment": {"python": "3.11.7", "torch": "2.11.0", ...},
       "hardware": {"cpu": "...", "cpu_count": 2, "gpu": null, "gpu_count": 0, "device": "cpu"},
-      "error": null | "one line"
+      "error": null | "one line",
+      "world_size": 1,            # processes that trained it (data parallel; torchrun / --nproc)
+      "global_batch": 128         # pretrain.batch_size summed over the ranks (each held global_batch / world_size)
     }
+
+``world_size`` and ``global_batch`` came later: a record without them is a one-process run (read them with
+:func:`world_size_of`); ``schema_version`` stays 1, since no earlier field changed meaning.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class RunRecord:
     error: str | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    world_size: int = 1  # data-parallel processes
+    global_batch: int | None = None  # the global pretraining batch (pretrain.batch_size)
 
     def add_metric(self, name: str, metric: Metric) -> None:
         self.metrics[name] = {k: v for k, v in asdict(metric).items() if v is not None}
@@ -154,6 +161,12 @@ def load_records(
         data["_path"] = str(f)
         out.append(data)
     return _one_per_run_id(out, warn)
+
+
+def world_size_of(record: dict[str, Any]) -> int:
+    """The number of processes that trained a loaded record: 1 for records written before the field existed."""
+    value = record.get("world_size", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
 def record_problem(data: dict[str, Any]) -> str | None:

@@ -211,7 +211,7 @@ def match_references(
                 rows.append(
                     {
                         **{k: rep[k] for k in ("suite", "suite_version", "method", "method_version",
-                                               "config_hash", "metric", "mean", "std", "n")},
+                                               "config_hash", "metric", "mean", "std", "n", "run_ids")},
                         "interval": rep.get("interval", rep.get("ci95", math.nan)),
                         "interval_source": rep.get("interval_source", ""),
                         **{f"ref_{k}": ref[k] for k in REFERENCE_COLUMNS},
@@ -272,4 +272,4 @@ def reference_table(records: list[dict[str, Any]], refs: pd.DataFrame, ci: bool 
     if n_unmatched > 0:
         noun = "number has" if n_unmatched == 1 else "numbers have"
         notes.append(f"{n_unmatched} published {noun} no reproduced run here")
-    return Table(frame, notes)
+    return Table(frame, notes, cells=matched.reset_index(drop=True))  # row i of frame is row i of cells

@@ -1,16 +1,19 @@
 """Render comparison tables: rich (terminal), GitHub markdown, CSV, HTML.
 
-``render_table(..., "html")`` gives one table as an HTML fragment; :func:`html_document` puts such
-fragments, message lines and PNG plots (inlined as base64 ``data:`` URIs) into one complete,
-standalone HTML5 document (doctype, ``<head>`` with charset, title and inline styles, ``<body>``):
-what ``compare --format html`` writes.
+``render_table(..., "html")`` gives one table as an HTML fragment; :func:`to_html` can hang a
+:class:`CellDetail` on any cell (a hover ``title`` and an expandable ``<details>``: the provenance that
+:mod:`.html_report` builds). :func:`html_document` puts such fragments, message lines and PNG plots
+(inlined as base64 ``data:`` URIs) into one complete, standalone HTML5 document (doctype, ``<head>`` with
+charset, title and inline styles, ``<body>``; no script, nothing fetched): what ``compare --format html``
+writes. Every string from a record is escaped here (:func:`html.escape`): records are untrusted input.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,14 +83,48 @@ def to_csv(table: Table, title: str | None = None) -> str:
     return head + table.frame.to_csv() + tail
 
 
-def to_html(table: Table, title: str | None = None) -> str:
-    """pandas ``to_html`` with an optional heading and the notes as a list."""
-    head = f"<h3>{html.escape(title)}</h3>\n" if title else ""
-    body = table.frame.to_html()
+@dataclass(frozen=True)
+class CellDetail:
+    """What a cell of an HTML table says about itself: ``title`` (plain text, shown on hover) and
+    ``detail`` (an HTML fragment whose strings are already escaped, shown when the cell's ``<details>``
+    is opened)."""
+
+    title: str
+    detail: str
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def to_html(
+    table: Table, title: str | None = None, details: Mapping[tuple[int, int], CellDetail] | None = None
+) -> str:
+    """The table as ``<table>`` (header row: the index name and the columns; one ``<tr>`` per row, its
+    label in a ``<th>``), with an optional heading and the notes as a list. ``details`` maps a cell's
+    (row position, column position) to its :class:`CellDetail`: the cell gets a ``title`` and, after its
+    text, a ``<details>`` element holding the fragment."""
+    frame = table.frame
+    out = [f"<h3>{_esc(title)}</h3>\n" if title else "", '<table class="report">\n<thead>\n<tr>']
+    out.extend(f"<th>{_esc(name)}</th>" for name in [frame.index.name or "", *frame.columns])
+    out.append("</tr>\n</thead>\n<tbody>\n")
+    for i, (label, row) in enumerate(frame.iterrows()):
+        out.append(f"<tr><th>{_esc(label)}</th>")
+        for j, value in enumerate(row):
+            text = "" if value is None or (isinstance(value, float) and value != value) else _esc(value)
+            cell = (details or {}).get((i, j))
+            if cell is None:
+                out.append(f"<td>{text}</td>")
+            else:
+                out.append(f'<td class="prov" title="{_esc(cell.title)}">{text}<details>'
+                           f'<summary title="provenance">runs</summary><div class="detail">{cell.detail}</div>'
+                           "</details></td>")
+        out.append("</tr>\n")
+    out.append("</tbody>\n</table>\n")
     if table.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
-        body += f'\n<ul class="notes">{items}</ul>'
-    return head + body + "\n"
+        items = "".join(f"<li>{_esc(n)}</li>" for n in table.notes)
+        out.append(f'<ul class="notes">{items}</ul>\n')
+    return "".join(out)
 
 
 HTML_STYLE = """\
@@ -103,6 +140,19 @@ ul.messages { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85em; color: #57606a; }
+td.prov { position: relative; }
+td.prov details { display: inline-block; margin-left: 0.3em; }
+td.prov summary { cursor: pointer; color: #0969da; list-style: none; font-size: 0.75em; text-decoration: underline dotted; }
+td.prov summary::-webkit-details-marker { display: none; }
+td.prov details[open] > summary { color: #cf222e; }
+div.detail { position: absolute; z-index: 1; right: 0; top: 100%; min-width: 32em; max-width: 70em;
+  background: #fff; border: 1px solid #d0d7de; box-shadow: 0 4px 12px rgba(0, 0, 0, 0.15);
+  padding: 0.5em 0.8em; text-align: left; white-space: normal; font-size: 0.85em; }
+div.detail dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 0.8em; margin: 0 0 0.5em; }
+div.detail dt { color: #57606a; }
+div.detail dd { margin: 0; overflow-wrap: anywhere; }
+div.detail ul.runs { margin: 0; padding-left: 1.2em; }
+div.detail li { overflow-wrap: anywhere; }
 """
 
 
@@ -112,12 +162,13 @@ def html_messages(lines: Iterable[str]) -> str:
     return f'<ul class="messages">{items}</ul>\n' if items else ""
 
 
-def html_figure(png: str | Path) -> str:
-    """A PNG file inlined as a ``data:`` URI (the document stays one file), its path as the caption."""
+def html_figure(png: str | Path, caption: str | None = None) -> str:
+    """A PNG file inlined as a ``data:`` URI (the document stays one file); ``caption`` (default: its path)."""
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     name = html.escape(Path(png).name, quote=True)
+    caption = str(png) if caption is None else caption
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{name}">'
-            f"<figcaption>{html.escape(str(png))}</figcaption></figure>\n")
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>\n")
 
 
 def html_document(parts: Iterable[str], title: str = "sslbench compare") -> str:

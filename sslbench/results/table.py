@@ -44,10 +44,15 @@ _VARYING = ("method_version", "suite_version", "data_fingerprint", "config_hash"
 
 @dataclass
 class Table:
-    """A comparison table: string cells indexed by method, plus notes to print below it."""
+    """A comparison table: string cells indexed by method, plus notes to print below it.
+
+    ``cells``, where given, holds the entries behind the cells (one row per cell) for renderers that
+    show provenance (:mod:`.html_report`): for :func:`comparison_table` the :func:`.frame.aggregate`
+    rows with their ``row`` / ``column`` labels in ``frame``."""
 
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    cells: pd.DataFrame | None = None
 
 
 def format_mean_std(mean: float, std: float | None, n: int, ci: float | None = None, digits: int = 2) -> str:
@@ -216,7 +221,7 @@ def comparison_table(
     frame = frame.reindex(index=sorted(frame.index), columns=list(col_order))
     frame.index.name = "method"
     frame.columns.name = None
-    return Table(frame, dagger_notes + notes + _stat_notes(agg, ci))
+    return Table(frame, dagger_notes + notes + _stat_notes(agg, ci), cells=agg.reset_index(drop=True))
 
 
 def _stat_notes(agg: pd.DataFrame, ci: bool) -> list[str]:
