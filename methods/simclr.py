@@ -8,20 +8,34 @@ projections are all-gathered with their gradient (:func:`sslbench.components.gat
 so the negatives are the whole global batch, 2N - 2 per anchor, as in the paper (Sec. 2.2: the batch of N
 is the training batch across all TPU cores); ``method.gather: false`` keeps each rank's own 2N/W - 2 (an
 ablation, what SimCLR's own GPU code did).
+
+``method.loss: triplet`` swaps NT-Xent for a triplet margin loss on the same 2N - 2 in-batch negatives per view
+(:func:`sslbench.components.losses.triplet_margin_loss`, cosine distance, ``margin``; ``triplet-hard``: the
+hardest negative only), so ``profile`` and the tables can set InfoNCE against a margin loss with everything else
+equal: SimCLR's own "margin triplet" (Chen et al. 2020, Sec. 5.1, Table 2: max(u.v- - u.v+ + m, 0) on unit
+vectors, the same as d(u, v+) - d(u, v-) + m with d = 1 - cos; Table 4 compares it with NT-Xent).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from sslbench.components.gather import gather_with_grad
 from sslbench.components.heads import mlp_head
-from sslbench.components.losses import info_nce_logit_bytes, nt_xent, per_sample_activation_bytes
+from sslbench.components.losses import (
+    info_nce_logit_bytes,
+    nt_xent,
+    per_sample_activation_bytes,
+    triplet_margin_loss,
+)
 from sslbench.method import Batch, Method, StepOutput
 from sslbench.plugins import register_method
+from sslbench.validation import check, non_negative
+
+LOSSES = ("infonce", "triplet", "triplet-hard")
 
 
 @register_method("simclr")
@@ -36,6 +50,10 @@ class SimCLR(Method):
         proj_dim: int = 128
         proj_layers: int = 2
         gather: bool = True  # data parallel: negatives from every rank's shard (False: this rank's only)
+        # infonce (NT-Xent) | triplet (every negative) | triplet-hard (the closest one)
+        loss: str = field(default="infonce", metadata=check(lambda v: v in LOSSES, ", ".join(LOSSES)))
+        # triplet margin on the cosine distance (FaceNet's 0.2 on the squared L2 of unit vectors)
+        margin: float = field(default=0.1, metadata=check(non_negative))
 
     def setup(self) -> None:
         c = self.cfg
@@ -49,7 +67,11 @@ class SimCLR(Method):
         z1, z2 = z[:n], z[n:]
         if self.cfg.gather:  # the global batch's views from every rank (identity on one process)
             z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
-        loss = nt_xent(z1, z2, temperature=self.cfg.temperature)
+        if self.cfg.loss == "infonce":
+            loss = nt_xent(z1, z2, temperature=self.cfg.temperature)
+        else:  # both directions, as NT-Xent: the mean over the 2N views
+            kw = dict(margin=self.cfg.margin, mining="hardest" if self.cfg.loss == "triplet-hard" else "all")
+            loss = 0.5 * (triplet_margin_loss(z1, z2, **kw) + triplet_margin_loss(z2, z1, **kw))
         return StepOutput(loss=loss)
 
     def num_negatives(self, batch_size: int) -> int:

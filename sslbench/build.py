@@ -14,6 +14,7 @@ reproducible from its seed; do not reorder it.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ def pretrain_split(cfg: RunConfig, info: DataInfo, splits: dict[str, Split], tra
 def build_method(cfg: RunConfig, cls: type, info: DataInfo, train: Split) -> Method:
     """The encoder and the method around it (draws from torch's global generator: seed first)."""
     encoder, dim = build_encoder(cfg.encoder, info)
-    method = cls(cfg.method_config, encoder, dim, info, len(train))
+    factory = functools.partial(build_encoder, cfg.encoder)  # the same architecture for other data (CMC's views)
+    method = cls(cfg.method_config, encoder, dim, info, len(train), encoder_factory=factory)
     method.variant = cfg.method.partition(".")[2] or None
     return method
 

@@ -93,7 +93,8 @@ RUNTIME_KEYS = {"seed", "pretrain.num_workers", "pretrain.checkpoint_every", "pr
 # hold that default, so adding an option does not orphan every earlier record and baseline.
 LATE_DEFAULTS: dict[str, Any] = {"pretrain.early_stop_patience": 0, "protocols.linear.drop_constant": False,
                                  "dataset.pretrain_split": None, "dataset.targets": [], "method_options.pretrained": False,
-                                 "pretrain.sync_bn": False, "method_options.gather": True}
+                                 "pretrain.sync_bn": False, "method_options.gather": True,
+                                 "method_options.loss": "infonce", "method_options.margin": 0.1}
 
 
 def to_dict(cfg: Any) -> Any:

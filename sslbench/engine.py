@@ -339,8 +339,9 @@ class Trainer:
         return value
 
     def _step(self, batch: Batch) -> float:
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            g["lr"] = base * lr_factor(self.step, self.total_steps, self.warmup, self.cfg.schedule)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):  # "fix_lr": no schedule
+            g["lr"] = base if g.get("fix_lr") else base * lr_factor(self.step, self.total_steps, self.warmup,
+                                                                     self.cfg.schedule)
         self.method.train()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.method.training_step(batch)

@@ -9,6 +9,7 @@ modality it serves, sees batches of already augmented views and returns a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -61,13 +62,15 @@ class Method(nn.Module):
     class Config:
         pass
 
-    def __init__(self, cfg: Any, encoder: nn.Module, feature_dim: int, data: DataInfo, train_size: int):
+    def __init__(self, cfg: Any, encoder: nn.Module, feature_dim: int, data: DataInfo, train_size: int,
+                 encoder_factory: Callable[[DataInfo], tuple[nn.Module, int]] | None = None):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder
         self.feature_dim = feature_dim
         self.data = data
         self.train_size = train_size
+        self._encoder_factory = encoder_factory  # the suite's encoder for other data (build_encoder below)
         from .plugins import get_modality
 
         self.modality_plugin = get_modality(data.modality)  # how this data's inputs reach an encoder
@@ -75,6 +78,17 @@ class Method(nn.Module):
 
     def setup(self) -> None:
         """Build heads and extra state (queues, banks, key encoders)."""
+
+    def build_encoder(self, data: DataInfo) -> tuple[nn.Module, int]:
+        """Another encoder of the suite's architecture (its ``encoder:`` name and options) for ``data``, e.g.
+        ``dataclasses.replace(self.data, channels=1)``: (module, feature_dim), weights drawn from torch's global
+        generator. For methods with an encoder per view (CMC: L and ab channels)."""
+        if self._encoder_factory is None:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{self.name or type(self).__name__} builds encoders of its own: construct it with "
+                              "encoder_factory= (sslbench.build.build_method does)")
+        return self._encoder_factory(data)
 
     def views(self, base: Any) -> list[Any]:
         """View recipes for one sample, derived from the suite's base recipe: two alike by default."""
@@ -118,7 +132,8 @@ class Method(nn.Module):
         return 0
 
     def parameter_groups(self) -> list[dict]:
-        """Optimiser parameter groups; by default every trainable parameter in one group."""
+        """Optimiser parameter groups; by default every trainable parameter in one group. A group with
+        ``"fix_lr": True`` stays at its base lr (no warm-up, no schedule: SimSiam's predictor)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
 

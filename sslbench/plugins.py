@@ -120,11 +120,12 @@ def get_modality(name: str):
 
 # modules whose decorators register the built-in data sets and encoders
 BUILTIN_MODALITY_MODULES = ("sslbench.modalities.image", "sslbench.modalities.graph", "sslbench.modalities.text",
-                            "sslbench.modalities.audio")
+                            "sslbench.modalities.audio", "sslbench.modalities.graphs")
 BUILTIN_DATASET_MODULES = ("sslbench.data.image", "sslbench.data.graph", "sslbench.data.torchvision_sets",
-                           "sslbench.data.text", "sslbench.data.audio")
+                           "sslbench.data.text", "sslbench.data.audio", "sslbench.data.graphset")
 BUILTIN_ENCODER_MODULES = ("sslbench.components.encoders.image", "sslbench.components.encoders.graph",
-                           "sslbench.components.encoders.text", "sslbench.components.encoders.audio")
+                           "sslbench.components.encoders.text", "sslbench.components.encoders.audio",
+                           "sslbench.components.encoders.gin")
 BUILTIN_PERTURBATION_MODULES = ("sslbench.perturbations.text",)
 
 BUILTIN_PROTOCOLS = {

@@ -1,5 +1,6 @@
 """Contrastive losses. One InfoNCE serves in-batch (SimCLR), queue (MoCo) and bank (InstDisc) negatives;
-its many-positive form (:func:`supcon`) serves labels (SupCon, SCL).
+its many-positive form (:func:`supcon`) serves labels (SupCon, SCL); :func:`triplet_margin_loss` is the margin
+alternative on the same in-batch negatives (SimCLR's ``loss: triplet``).
 
 InfoNCE (Oord et al. 2018, arXiv 1807.03748), in the form used by SimCLR's NT-Xent
 (Chen et al. 2020, arXiv 2002.05709, Eq. 1) and MoCo (He et al. 2019, Eq. 1)::
@@ -95,6 +96,66 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     with one positive and 2N - 2 in-batch negatives; the loss is the mean over all 2N.
     """
     return 0.5 * (info_nce(z1, z2, temperature=temperature) + info_nce(z2, z1, temperature=temperature))
+
+
+# ---------------------------------------------------------------- margin losses on the same in-batch negatives
+
+TRIPLET_MINING = ("all", "hardest")
+
+
+def triplet_margin_loss(
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    margin: float = 0.1,
+    mining: str = "all",
+    soft: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Triplet margin loss over :func:`info_nce`'s in-batch candidates (FaceNet, Schroff et al. 2015, arXiv
+    1503.03832, Eq. 1), with the cosine distance d(x, y) = 1 - cos(x, y).
+
+    anchors:   N x D
+    positives: N x D, row i is the positive of anchor i
+    negatives: of anchor i, every other anchor and every other positive (2N - 2), as ``info_nce(in_batch=True)``
+    mining:    "all": every (i, n) pair, l_i = mean_n relu(d(a_i, p_i) - d(a_i, n) + margin);
+               "hardest": the closest negative only, l_i = relu(d(a_i, p_i) - min_n d(a_i, n) + margin)
+               ("batch hard", Hermans et al. 2017, arXiv 1703.07737, Eq. 5, with one positive per anchor)
+    soft:      softplus instead of relu (Hermans et al. 2017, Sec. 2 "soft-margin"; pytorch-metric-learning's
+               ``smooth_loss``, which keeps the margin inside: softplus(d_ap - d_an + margin))
+    returns:   scalar (reduction "mean": the plain mean over anchors of l_i, i.e. over all N (2N - 2) triplets
+               under "all", zero-loss triplets included) or N losses ("none")
+
+    Averaged over both directions (``0.5 * (f(z1, z2) + f(z2, z1))``) this is the mean over the 2N views of
+    NT-Xent's batch (:func:`nt_xent`) with the same 2N - 2 negatives each: pytorch-metric-learning's
+    ``TripletMarginLoss(distance=CosineSimilarity(), reducer=MeanReducer())`` on the 2N views labelled by
+    sample (tested; its default reducer, ``AvgNonZeroReducer``, averages over the non-zero triplets only).
+    Memory: N x 2N similarities, as :func:`info_nce`'s logits.
+    """
+    if mining not in TRIPLET_MINING:
+        raise ValueError(f"triplet_margin_loss: mining must be one of {', '.join(TRIPLET_MINING)}, got {mining!r}")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"triplet_margin_loss: reduction must be mean or none, got {reduction!r}")
+    n = anchors.shape[0]
+    if n < 2:
+        raise ValueError(f"triplet_margin_loss: needs at least 2 anchors (in-batch negatives), got {n}")
+    a, p = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
+    dtype = torch.promote_types(a.dtype, torch.float32)  # fp32 at least under autocast, as cross-entropy
+    pos_sim = (a * p).sum(-1).to(dtype)  # N: cos(a_i, p_i)
+    sim = (a @ torch.cat([p, a], dim=0).T).to(dtype)  # N x 2N: columns as info_nce's in-batch logits
+    keep = torch.ones_like(sim, dtype=torch.bool)
+    rows = torch.arange(n, device=a.device)
+    keep[rows, rows] = False  # anchor i's own positive
+    keep[rows, n + rows] = False  # anchor i itself
+    neg_sim = sim[keep].view(n, 2 * n - 2)  # N x (2N - 2)
+    # d(a, p) - d(a, n) = cos(a, n) - cos(a, p)
+    if mining == "hardest":
+        violation = neg_sim.max(dim=1).values - pos_sim + margin  # N
+    else:
+        violation = neg_sim - pos_sim[:, None] + margin  # N x (2N - 2)
+    losses = F.softplus(violation) if soft else F.relu(violation)
+    if mining == "all":
+        losses = losses.mean(dim=1)
+    return losses.mean() if reduction == "mean" else losses
 
 
 # ---------------------------------------------------------------- many positives per anchor (SupCon, SCL)
