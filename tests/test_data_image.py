@@ -112,7 +112,7 @@ def test_cifar10_cached_load_is_identical(
 
 def test_unknown_dataset_suggests_close_names() -> None:
     with pytest.raises(
-        UnknownNameError, match=r"Unknown dataset 'cifar1'\. Did you mean: cifar10, cifar100\?"
+        UnknownNameError, match=r"Unknown dataset 'cifar1'\. Did you mean: cifar10, cifar100(, nci1)?\?"  # nci1: TUDataset
     ):
         load_dataset("cifar1", ["train"], "/nonexistent")
     with pytest.raises(UnknownNameError, match=r"Unknown dataset 'zzzzzz'\. Valid: "):
