@@ -145,18 +145,19 @@ class AudioBatchSource(IndexedBatchSource):
                      groups=self.groups[real].to(dev) if self.groups is not None else None)
 
 
-_mfcc_cache: dict[tuple[int, str], torch.nn.Module] = {}
+_mfcc_cache: dict[tuple[int, str, bool], torch.nn.Module] = {}
 
 
-def _mfcc(rate: int, device: torch.device) -> torch.nn.Module:
-    key = (rate, str(device))
+def _mfcc(rate: int, device: torch.device, center: bool = False) -> torch.nn.Module:
+    """torchaudio's MFCC at ``rate`` (25 ms windows every 10 ms); ``center``: windows centred on the frame starts."""
+    key = (rate, str(device), center)
     if key not in _mfcc_cache:
         import torchaudio
 
         n_fft, hop = round(WIN_S * rate), round(HOP_S * rate)
         _mfcc_cache[key] = torchaudio.transforms.MFCC(
             sample_rate=rate, n_mfcc=N_MFCC, log_mels=True,
-            melkwargs=dict(n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=N_MELS, center=False),
+            melkwargs=dict(n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=N_MELS, center=center),
         ).to(device)
     return _mfcc_cache[key]
 
@@ -195,7 +196,7 @@ def mfcc_frames(w: Waveforms) -> tuple[torch.Tensor, torch.Tensor]:
 
     rate = int(w.sample_rate)
     n_fft, hop = round(WIN_S * rate), round(HOP_S * rate)
-    mfcc = _mfcc_centred(rate, w.x.device)
+    mfcc = _mfcc(rate, w.x.device, center=True)
     valid = (w.lengths // hop).clamp(min=1)
     t_max = int(valid.max()) if len(valid) else 0
     out = torch.zeros(w.x.shape[0], t_max, 3 * N_MFCC, device=w.x.device)
@@ -206,19 +207,6 @@ def mfcc_frames(w: Waveforms) -> tuple[torch.Tensor, torch.Tensor]:
         d2 = AF.compute_deltas(d1, win_length=DELTA_WIN)
         out[i, :c.shape[1]] = torch.cat([c, d1, d2]).T
     return out, valid
-
-
-def _mfcc_centred(rate: int, device: torch.device) -> torch.nn.Module:
-    key = (rate, f"{device}-centred")
-    if key not in _mfcc_cache:
-        import torchaudio
-
-        n_fft, hop = round(WIN_S * rate), round(HOP_S * rate)
-        _mfcc_cache[key] = torchaudio.transforms.MFCC(
-            sample_rate=rate, n_mfcc=N_MFCC, log_mels=True,
-            melkwargs=dict(n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=N_MELS, center=True),
-        ).to(device)
-    return _mfcc_cache[key]
 
 
 @register_modality("audio")
