@@ -184,9 +184,15 @@ def test_a_second_identical_run_stops_at_once_and_the_first_completes(tmp_path: 
     out = tmp_path / "out"
     first = _start(out)
     _wait_for_training(first)
-    second = subprocess.run([sys.executable, "-m", "sslbench", "run", "simclr", "--out", str(out), *SHORT],
-                            capture_output=True, text=True, env={**os.environ, "SSLBENCH_DATA": str(SHARED_DATA)},
-                            timeout=120)
+    # the first run is short (a few seconds on a fast machine, less than the second's start-up): hold it still
+    # while the second starts, so the race the test is about is the only one it sees
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run([sys.executable, "-m", "sslbench", "run", "simclr", "--out", str(out), *SHORT],
+                                capture_output=True, text=True, env={**os.environ, "SSLBENCH_DATA": str(SHARED_DATA)},
+                                timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr
     assert f"already running in process {first.pid}" in second.stderr
     assert len([ln for ln in second.stderr.splitlines() if ln.strip()]) == 1

@@ -233,8 +233,10 @@ def test_an_interrupted_point_is_resumed_from_its_checkpoint(tmp_path: Path):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_points_gracefully_and_the_next_sweep_would_resume(tmp_path: Path):
     out = tmp_path / "out"
-    args = ("sweep", "simclr", "--seed", "0", "--set", "pretrain.epochs=30", "--set", "pretrain.checkpoint_every=2",
-            "--set", "linear.epochs=5", "--out", str(out))
+    # two seeds, one job: the second point is still pending when the signal comes (the sweep once waited on it
+    # for ever, ignoring every later signal)
+    args = ("sweep", "simclr", "--seed", "0", "--seed", "1", "--jobs", "1", "--set", "pretrain.epochs=30",
+            "--set", "pretrain.checkpoint_every=2", "--set", "linear.epochs=5", "--out", str(out))
     env = {**os.environ, "SSLBENCH_DATA": str(SHARED_DATA), "COLUMNS": "400"}
     sweep = subprocess.Popen([sys.executable, "-m", "sslbench", *args], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -247,11 +249,11 @@ def test_ctrl_c_stops_the_points_gracefully_and_the_next_sweep_would_resume(tmp_
     (stopped,) = _records(out).values()
     assert stopped["status"] == "interrupted" and "SIGINT" in stopped["error"], stopped["error"]
     assert 0 < stopped["train"]["steps"] < stopped["train"]["total_steps"]
-    assert stopped["run_id"] in stdout and "run the same sweep again" in stderr
+    assert stopped["seed"] == 0 and stopped["run_id"] in stdout and "run the same sweep again" in stderr
 
     plan = _in_process(*args, "--dry-run")
     assert plan.returncode == 0, plan.stderr
-    assert "1 point: 0 done already, 1 to run (1 resumed from a checkpoint)" in plan.stderr
+    assert "2 points: 0 done already, 2 to run (1 resumed from a checkpoint)" in plan.stderr
 
 
 def test_submitit_job_array_on_the_local_executor(tmp_path: Path):

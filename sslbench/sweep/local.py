@@ -97,7 +97,7 @@ def run_local(specs: list[PointSpec], jobs: int, on_start: Callable[[PointSpec],
     gpus = visible_gpus()
     forwarded = 0
     with SignalLog() as sig:
-        while pending or running:
+        while running or (pending and not sig.received):  # after a signal: wait for the running points only
             while forwarded < len(sig.received):  # every signal reaches every running point once
                 for r in running:
                     if r.proc.poll() is None:
