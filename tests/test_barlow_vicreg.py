@@ -233,7 +233,7 @@ def test_bad_options_are_one_config_error_naming_the_key(cls, key, value):
         make(cls, **{key: value})
 
 
-# ---------------------------------------------------------------- lightly's losses (not in the test extra)
+# ---------------------------------------------------------------- lightly's losses (a peer, in the test extra)
 
 def test_losses_match_lightly():
     loss_mod = pytest.importorskip("lightly.loss")

@@ -219,7 +219,7 @@ def test_simsiam_heads_and_predictor_group():
     assert m.num_negatives(64) == 0 and m.negatives_memory_bytes(64) == 2 * m.negatives_memory_bytes(32) > 0
 
 
-# ---------------------------------------------------------------- lightly (not in the test extra)
+# ---------------------------------------------------------------- lightly (a peer, in the test extra)
 
 def test_losses_heads_and_schedule_match_lightly():
     pytest.importorskip("lightly")

@@ -1,4 +1,4 @@
-"""NT-Xent / InfoNCE against a naive per-pair transcription of the papers' formulas."""
+"""NT-Xent / InfoNCE against a naive per-pair transcription of the papers' formulas, and against lightly (a peer)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,36 @@ def test_nt_xent_gradient_pulls_positives_together():
         nt_xent(z1, z2, 0.5).backward()
         opt.step()
     assert nt_xent(z1, z2, 0.5).item() < before - 0.1
+
+
+# ---------------------------------------------------------------- lightly (a peer, in the test extra)
+
+
+@pytest.mark.parametrize("n,t", [(4, 0.5), (16, 0.1)])
+def test_nt_xent_matches_lightly_in_values_and_gradients(n, t):
+    from lightly.loss import NTXentLoss
+
+    g = torch.Generator().manual_seed(n)
+    z1, z2 = torch.randn(n, 12, generator=g, dtype=torch.float64), torch.randn(n, 12, generator=g, dtype=torch.float64)
+    ours_in = [z.clone().requires_grad_(True) for z in (z1, z2)]
+    theirs_in = [z.clone().requires_grad_(True) for z in (z1, z2)]
+    ours = nt_xent(*ours_in, temperature=t)
+    theirs = NTXentLoss(temperature=t)(*theirs_in)
+    ours.backward()
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-10)
+    for a, b in zip(ours_in, theirs_in, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_info_nce_on_a_queue_matches_lightly_with_a_memory_bank():
+    """MoCo's form: lightly's NTXentLoss with a memory bank contrasts out0 against out1 and the bank's rows."""
+    from lightly.loss import NTXentLoss
+
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    peer = NTXentLoss(temperature=0.2, memory_bank_size=(32, 8)).double()
+    _, bank = peer.memory_bank(k, update=False)  # its (random, unit) negatives: D x K
+    theirs = peer(q, k)  # q without grad: the bank is not updated, the same negatives are used
+    ours = info_nce(q, k, bank.T.to(q.dtype), temperature=0.2, in_batch=False)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-9)

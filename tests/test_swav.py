@@ -180,8 +180,7 @@ def test_loss_with_a_queue_equals_the_naive_transcription():
 
 
 def test_loss_matches_lightly_swav_loss():
-    """lightly's SwaVLoss (a peer implementation of the official code), where lightly is installed (not in CI's
-    test extra: it pulls in pytorch_lightning and hydra)."""
+    """lightly's SwaVLoss (a peer implementation of the official code; lightly is in the test extra)."""
     lightly_loss = pytest.importorskip("lightly.loss.swav_loss")
     m = make_swav().double()
     scores = unit_scores(4 * 6, 5, seed=6)
