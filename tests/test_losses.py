@@ -98,4 +98,6 @@ def test_info_nce_on_a_queue_matches_lightly_with_a_memory_bank():
     _, bank = peer.memory_bank(k, update=False)  # its (random, unit) negatives: D x K
     theirs = peer(q, k)  # q without grad: the bank is not updated, the same negatives are used
     ours = info_nce(q, k, bank.T.to(q.dtype), temperature=0.2, in_batch=False)
-    assert ours.item() == pytest.approx(theirs.item(), rel=1e-9)
+    # lightly's random bank rows are unit vectors to float32 precision only; info_nce renormalises them, lightly
+    # does not: ~1e-9 apart
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
