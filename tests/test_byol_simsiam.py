@@ -222,7 +222,6 @@ def test_simsiam_heads_and_predictor_group():
 # ---------------------------------------------------------------- lightly (a peer, in the test extra)
 
 def test_losses_heads_and_schedule_match_lightly():
-    pytest.importorskip("lightly")
     from lightly.loss import NegativeCosineSimilarity
     from lightly.models.modules.heads import SimSiamProjectionHead
     from lightly.models.utils import update_momentum
